@@ -1,0 +1,3 @@
+from gptmini.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""Model configuration: one dataclass, named presets, and validation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a GPT-2 style model.
+
+    ``vocab_size`` is the tokenizer's vocabulary; the embedding table is padded
+    internally to ``padded_vocab_size`` (a multiple of ``pad_vocab_multiple``)
+    for faster matmuls. Padded rows are never sampled and never reported.
+    """
+
+    vocab_size: int = 50257
+    context_length: int = 1024
+    n_layers: int = 12
+    n_heads: int = 12
+    d_model: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm layers, as GPT-2 has them
+    qkv_bias: bool = True  # bias on the query/key/value projection (GPT-2: yes)
+    tie_weights: bool = True  # LM head shares the token embedding matrix
+    pad_vocab_multiple: int = 64
+
+    def __post_init__(self) -> None:
+        validate_model_config(self)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def padded_vocab_size(self) -> int:
+        m = self.pad_vocab_multiple
+        return ((self.vocab_size + m - 1) // m) * m
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def with_overrides(self, **overrides: Any) -> "ModelConfig":
+        """Return a copy with the given fields replaced; ``None`` values are ignored."""
+        known = {f.name for f in fields(self)}
+        clean = {}
+        for key, value in overrides.items():
+            if key not in known:
+                raise ValueError(f"unknown model config field: {key}")
+            if value is not None:
+                clean[key] = value
+        return replace(self, **clean)
+
+    def describe(self) -> str:
+        return (
+            f"{self.n_layers} layers, {self.n_heads} heads, d_model {self.d_model}, "
+            f"context {self.context_length}, vocab {self.vocab_size}"
+        )
+
+
+def validate_model_config(cfg: ModelConfig) -> None:
+    """Raise one ``ValueError`` naming the first offending field."""
+    for name in ("vocab_size", "context_length", "n_layers", "n_heads", "d_model", "pad_vocab_multiple"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    if cfg.d_model % cfg.n_heads != 0:
+        raise ValueError(
+            f"d_model ({cfg.d_model}) must be divisible by n_heads ({cfg.n_heads}); "
+            f"try n_heads in {_divisors(cfg.d_model)}"
+        )
+    if not isinstance(cfg.dropout, (int, float)) or isinstance(cfg.dropout, bool) or not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
+    for name in ("bias", "qkv_bias", "tie_weights"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValueError(f"{name} must be true or false, got {getattr(cfg, name)!r}")
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, min(n, 64) + 1) if n % d == 0]
+
+
+# Presets. ``vocab_size`` is filled in from the tokenizer when a run starts.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Learns visibly in minutes on a 2-core CPU with the char tokenizer.
+    "cpu-demo": dict(context_length=128, n_layers=4, n_heads=4, d_model=128, dropout=0.0),
+    # A little bigger, for a laptop with a few more cores or patience.
+    "cpu-small": dict(context_length=256, n_layers=6, n_heads=6, d_model=192, dropout=0.1),
+    # nanoGPT's shakespeare-char (for a GPU).
+    "gpu-char": dict(context_length=256, n_layers=6, n_heads=6, d_model=384, dropout=0.2),
+    # nanoGPT's CPU shakespeare-char settings.
+    "nanogpt-cpu": dict(context_length=64, n_layers=4, n_heads=4, d_model=128, dropout=0.0),
+    # GPT-2 small: 124,439,808 parameters with tied weights and vocab 50257.
+    "gpt2-124m": dict(context_length=1024, n_layers=12, n_heads=12, d_model=768, dropout=0.0),
+    # Raschka's GPT_CONFIG_124M (ch. 4/5): context 256, no qkv bias, dropout 0.1.
+    "raschka-124m": dict(context_length=256, n_layers=12, n_heads=12, d_model=768, dropout=0.1, qkv_bias=False),
+    "gpt2-medium": dict(context_length=1024, n_layers=24, n_heads=16, d_model=1024, dropout=0.0),
+}
+
+# Tokenizer each preset is meant for (a run may still choose another).
+PRESET_TOKENIZER: dict[str, str] = {
+    "cpu-demo": "char",
+    "cpu-small": "char",
+    "gpu-char": "char",
+    "nanogpt-cpu": "char",
+    "gpt2-124m": "gpt2",
+    "raschka-124m": "gpt2",
+    "gpt2-medium": "gpt2",
+}
+
+
+def preset_config(name: str, vocab_size: int = 50257, **overrides: Any) -> ModelConfig:
+    """Build a ``ModelConfig`` from a named preset plus field overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    base = dict(PRESETS[name])
+    base["vocab_size"] = vocab_size
+    for key, value in overrides.items():
+        if value is not None:
+            base[key] = value
+    return ModelConfig.from_dict(base)

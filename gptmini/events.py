@@ -1,0 +1,172 @@
+"""Typed events emitted by the training engine.
+
+Events are small frozen dataclasses built on the training thread and handed to
+subscribers synchronously. Subscribers must be cheap (append to a queue, post a
+message); anything slow belongs on another thread. ``to_record()`` gives the
+JSON-able dict written to ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_record(self) -> dict[str, Any]:
+        rec = {"event": self.kind}
+        rec.update(asdict(self))
+        return rec
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    run_name: str
+    run_dir: str
+    model_config: dict
+    n_params: int
+    corpus: str
+    corpus_bytes: int
+    train_tokens: int
+    val_tokens: int
+    tokenizer: str
+    vocab_size: int
+    device: str
+    dtype: str
+    batch_size: int
+    grad_accum: int
+    world_size: int
+    context_length: int
+    epochs: int
+    batches_per_epoch: int  # optimizer steps per epoch
+    total_steps: int
+    start_step: int
+    resumed_from: str | None = None
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Step(Event):
+    kind: ClassVar[str] = "step"
+    step: int  # optimizer steps done so far (1 after the first step)
+    epoch: int  # 1-based epoch the step belongs to
+    batch: int  # 1-based batch index inside the epoch
+    batches_per_epoch: int
+    total_steps: int
+    tokens_seen: int
+    loss: float
+    loss_smooth: float
+    lr: float
+    grad_norm: float
+    tok_per_s: float
+    eta_s: float | None
+    mfu: float | None = None
+    gpu_mem_gb: float | None = None
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Eval(Event):
+    kind: ClassVar[str] = "eval"
+    step: int
+    epoch: int
+    tokens_seen: int
+    val_loss: float
+    val_ppl: float
+    train_loss: float | None
+    best: bool
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample(Event):
+    kind: ClassVar[str] = "sample"
+    step: int
+    prompt: str
+    text: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSaved(Event):
+    kind: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+    reason: str  # manual / interval / epoch / best / final / interrupt / quit
+    best: bool
+    seconds: float  # time the training loop was blocked
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRestored(Event):
+    kind: ClassVar[str] = "restored"
+    step: int
+    epoch: int
+    tokens_seen: int
+    path: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged(Event):
+    """The run's state: starting, running, paused, stopping, finished, error."""
+
+    kind: ClassVar[str] = "state"
+    state: str
+    step: int
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Warning(Event):  # noqa: A001 - a warning *event*, not the builtin
+    kind: ClassVar[str] = "warning"
+    message: str
+    step: int
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Error(Event):
+    kind: ClassVar[str] = "error"
+    message: str
+    error_kind: str  # nan / oom / data / checkpoint / config / internal
+    step: int
+    fatal: bool
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished(Event):
+    kind: ClassVar[str] = "finished"
+    step: int
+    reason: str  # completed / stopped / error
+    loss: float | None
+    val_loss: float | None
+    elapsed_s: float
+    tokens_seen: int
+    time: float = field(default_factory=_now)
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (RunStarted, Step, Eval, Sample, CheckpointSaved, CheckpointRestored, StateChanged, Warning, Error, Finished)
+}
+
+
+def event_from_record(record: dict[str, Any]) -> Event | None:
+    """Rebuild an event from a ``metrics.jsonl`` line (unknown kinds give ``None``)."""
+    cls = EVENT_TYPES.get(record.get("event", ""))
+    if cls is None:
+        return None
+    names = set(cls.__dataclass_fields__)
+    return cls(**{k: v for k, v in record.items() if k in names})

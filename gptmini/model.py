@@ -1,0 +1,208 @@
+"""A GPT-2 style decoder-only transformer, written to be read top to bottom.
+
+Parameter names follow GPT-2's own checkpoint (wte, wpe, h.N.attn.c_attn, ...)
+so OpenAI's weights can be mapped onto this model later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gptmini.config import ModelConfig
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer for incremental decoding.
+
+    ``k[i]``/``v[i]`` have shape (batch, heads, capacity, head_dim); ``pos`` is
+    how many positions are filled. A forward pass with a cache appends to it.
+    """
+
+    k: list[torch.Tensor]
+    v: list[torch.Tensor]
+    pos: int = 0
+
+    @classmethod
+    def empty(cls, cfg: ModelConfig, batch: int, device, dtype, capacity: int | None = None) -> "KVCache":
+        cap = capacity or cfg.context_length
+        shape = (batch, cfg.n_heads, cap, cfg.head_dim)
+        return cls(
+            k=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)],
+            v=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)],
+        )
+
+    @property
+    def capacity(self) -> int:
+        return self.k[0].shape[2]
+
+    def reset(self) -> None:
+        self.pos = 0
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.d_model = cfg.d_model
+        self.dropout = cfg.dropout
+        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.qkv_bias)
+        self.c_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(self.d_model, dim=2)
+        # (B, T, C) -> (B, heads, T, head_dim)
+        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+
+        dropout_p = self.dropout if self.training else 0.0
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        else:
+            start = cache.pos
+            cache.k[layer][:, :, start : start + T] = k
+            cache.v[layer][:, :, start : start + T] = v
+            k_all = cache.k[layer][:, :, : start + T]
+            v_all = cache.v[layer][:, :, : start + T]
+            if start == 0:
+                y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True)
+            elif T == 1:  # one new token attends to everything before it
+                y = F.scaled_dot_product_attention(q, k_all, v_all)
+            else:  # a chunk appended to a filled cache: query i sees keys <= start + i
+                rows = torch.arange(T, device=x.device).unsqueeze(1) + start
+                cols = torch.arange(start + T, device=x.device).unsqueeze(0)
+                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=cols <= rows)
+
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.d_model, 4 * cfg.d_model, bias=cfg.bias)
+        self.c_proj = nn.Linear(4 * cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.context_length, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        # With tied weights the head *is* wte.weight (no second parameter, so
+        # state dicts hold each tensor once and safetensors can store them).
+        self.lm_head = None if cfg.tie_weights else nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
+        self.apply(self._init_weights)
+        # GPT-2: scale residual projections by 1/sqrt(2 * n_layers).
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Return ``(logits, loss)``.
+
+        * ``targets`` given: ``loss`` is the mean next-token cross-entropy and
+          ``logits`` is ``None`` (training never needs them back).
+        * ``cache`` given: positions continue from ``cache.pos`` and the cache
+          is extended with this chunk's keys and values.
+        * ``last_only``: logits only for the last position (generation).
+        Inference logits cover the tokenizer's vocabulary only (no padding).
+        """
+        B, T = idx.shape
+        start = cache.pos if cache is not None else 0
+        if start + T > self.config.context_length:
+            raise ValueError(
+                f"sequence of {start + T} tokens is longer than the context length "
+                f"{self.config.context_length}"
+            )
+        pos = torch.arange(start, start + T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        for i, block in enumerate(self.h):
+            x = block(x, cache, i)
+        x = self.ln_f(x)
+        if cache is not None:
+            cache.pos = start + T
+
+        if targets is not None:
+            return None, self.loss_from_hidden(x, targets)
+        if last_only:
+            x = x[:, -1:, :]
+        return self.head(x)[..., : self.config.vocab_size], None
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.wte.weight) if self.lm_head is None else self.lm_head(x)
+
+    def loss_from_hidden(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self.head(x)
+        V = self.config.vocab_size
+        if logits.shape[-1] != V:  # ignore the padding columns
+            logits = logits[..., :V]
+        return F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1))
+
+    # ------------------------------------------------------------------ helpers
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count as the tokenizer's vocabulary sees it (padding rows excluded)."""
+        cfg = self.config
+        n = sum(p.numel() for p in self.parameters())
+        pad_rows = cfg.padded_vocab_size - cfg.vocab_size
+        n -= pad_rows * cfg.d_model * (1 if cfg.tie_weights else 2)
+        if non_embedding:
+            n -= self.wpe.weight.numel()
+        return n
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token (forward + backward), as in PaLM / nanoGPT."""
+        cfg = self.config
+        n = self.num_params(non_embedding=True)
+        return 6 * n + 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * cfg.context_length
+
+    def new_cache(self, batch: int = 1, capacity: int | None = None) -> KVCache:
+        p = self.wte.weight
+        return KVCache.empty(self.config, batch, p.device, p.dtype, capacity)
