@@ -1,0 +1,36 @@
+"""``gptmini`` command line: train, sample, checkpoints, export."""
+
+from __future__ import annotations
+
+import sys
+
+from gptmini.cli.args import Parser
+from gptmini.errors import GPTMiniError
+
+
+def build_parser() -> Parser:
+    from gptmini.cli import checkpoints, sample, train
+
+    parser = Parser(prog="gptmini", description="Pretrain and sample a small GPT from scratch.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    train.add_parser(sub)
+    sample.add_parser(sub)
+    sub.choices["sample"].set_defaults(run=sample.run)
+    checkpoints.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except GPTMiniError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,194 @@
+"""Every option of a training run, in one validated dataclass.
+
+The CLI, the TUI's new-run form and ``--config FILE.toml`` all build a
+``TrainConfig``; the engine only ever reads one. Fields left ``None`` are
+resolved from the preset, the tokenizer or the device when the run starts.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gptmini.config import PRESET_TOKENIZER, PRESETS
+from gptmini.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+TOKENIZERS = ("gpt2", "char")
+MODEL_FIELDS = ("n_layers", "n_heads", "d_model", "context", "dropout")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: list[str] | None = None
+    corpus: str | None = None
+    tokenizer: str | None = None  # default: the preset's tokenizer
+    val_fraction: float = 0.1
+    stride: int | None = None  # default: context
+    # model
+    preset: str = "cpu-demo"
+    n_layers: int | None = None
+    n_heads: int | None = None
+    d_model: int | None = None
+    context: int | None = None
+    dropout: float | None = None
+    # optimisation
+    epochs: int = 10
+    max_steps: int | None = None  # overrides epochs when set
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float | None = None  # default: 1e-3 for d_model <= 384, else 6e-4
+    min_lr: float | None = None  # default: lr / 10
+    warmup_steps: int | None = None  # default: 5 % of the run, at most 200
+    lr_decay_steps: int | None = None  # default: the run's total steps
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    # evaluation and samples
+    eval_interval: int = 100
+    eval_batches: int = 10
+    sample_prompt: str | None = None
+    sample_tokens: int = 60
+    # checkpoints
+    out: str | None = None  # default: checkpoints/<run-name>
+    run_name: str | None = None
+    resume: str | None = None
+    save_interval: int = 500
+    keep_last: int = 3
+    # hardware
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: bool | None = None  # default: on for CUDA
+    seed: int = 1337
+    log_interval: int | None = None  # steps between loss fetches (default 1 on CPU, 10 on CUDA)
+    # free-form: which fields the user set explicitly (used when resuming)
+    explicit: tuple[str, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> None:
+        if self.data is not None and self.corpus is not None:
+            raise ConfigError("use either --data or --corpus, not both")
+        if self.data is not None and len(self.data) == 0:
+            raise ConfigError("--data needs at least one path")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
+        if self.tokenizer is not None and self.tokenizer not in TOKENIZERS:
+            raise ConfigError(f"unknown tokenizer {self.tokenizer!r}; choose gpt2 or char")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ConfigError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        for name in ("n_layers", "n_heads", "d_model", "context", "stride", "max_steps", "warmup_steps",
+                     "lr_decay_steps", "log_interval"):
+            _check_int(name, getattr(self, name), minimum=0 if name == "warmup_steps" else 1, optional=True)
+        for name in ("epochs", "batch_size", "grad_accum", "eval_interval", "eval_batches", "sample_tokens",
+                     "save_interval", "keep_last"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        if self.dropout is not None and not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("lr", "min_lr"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and value > 0 and math.isfinite(value)):
+                raise ConfigError(f"--{_flag(name)} must be a positive number, got {value!r}")
+        if self.lr is not None and self.min_lr is not None and self.min_lr > self.lr:
+            raise ConfigError(f"--min-lr ({self.min_lr}) must not exceed --lr ({self.lr})")
+        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"--weight-decay must be zero or positive, got {self.weight_decay!r}")
+        if not (_is_number(self.grad_clip) and self.grad_clip >= 0):
+            raise ConfigError(f"--grad-clip must be zero (off) or positive, got {self.grad_clip!r}")
+        if not (_is_number(self.val_fraction) and 0.0 < self.val_fraction < 0.5):
+            raise ConfigError(f"--val-fraction must be between 0 and 0.5, got {self.val_fraction!r}")
+        if self.run_name is not None and (not self.run_name or "/" in self.run_name or self.run_name.startswith(".")):
+            raise ConfigError(f"--run-name must be a plain folder name, got {self.run_name!r}")
+        if self.sample_prompt is not None and not isinstance(self.sample_prompt, str):
+            raise ConfigError("--sample-prompt must be text")
+        if self.context is not None and self.preset and self.preset in PRESETS:
+            pass  # the position table is sized from context, so any positive context fits
+
+    # --------------------------------------------------------------- helpers
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer or PRESET_TOKENIZER.get(self.preset, "gpt2")
+
+    def model_overrides(self) -> dict[str, Any]:
+        """Overrides for ``preset_config`` (``context`` maps to ``context_length``)."""
+        return {
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "d_model": self.d_model,
+            "context_length": self.context,
+            "dropout": self.dropout,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("explicit")
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], explicit: tuple[str, ...] = ()) -> "TrainConfig":
+        known = {f.name for f in fields(cls)} - {"explicit"}
+        clean: dict[str, Any] = {}
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"unknown option {key!r}; known options: {', '.join(sorted(_flag(k) for k in known))}")
+            clean[name] = value
+        if isinstance(clean.get("data"), str):
+            clean["data"] = [clean["data"]]
+        try:
+            return cls(**clean, explicit=tuple(explicit))
+        except TypeError as exc:  # pragma: no cover - defensive
+            raise ConfigError(str(exc)) from None
+
+    def merged(self, **changes: Any) -> "TrainConfig":
+        return replace(self, **changes)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a ``--config`` TOML file; keys use the CLI's option names."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):  # allow [train]/[model] tables; keys stay flat
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"--{_flag(name)} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"--{_flag(name)} must be at least {minimum}, got {value}")

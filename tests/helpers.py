@@ -1,0 +1,58 @@
+"""Small shared helpers for tests (tiny configs, waiting on a running trainer)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from gptmini.engine import Trainer
+from gptmini.train_config import TrainConfig
+
+TINY = dict(n_layers=1, n_heads=2, d_model=32, context=32, batch_size=4, eval_batches=2, sample_tokens=8)
+
+
+def tiny_config(data: Path, out: Path, **kw) -> TrainConfig:
+    opts = dict(TINY, data=[str(data)], out=str(out), max_steps=20, eval_interval=10, save_interval=1000, seed=7)
+    opts.update(kw)
+    return TrainConfig(**opts)
+
+
+class Recorder:
+    """Collects engine events (thread-safe) and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def of(self, kind: type) -> list:
+        with self._cond:
+            return [e for e in self.events if isinstance(e, kind)]
+
+    def wait_for(self, predicate, timeout: float = 60.0):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for e in self.events:
+                    if predicate(e):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("event did not arrive")
+                self._cond.wait(left)
+
+
+def start_in_thread(trainer: Trainer) -> threading.Thread:
+    th = threading.Thread(target=trainer.run, daemon=True)
+    th.start()
+    return th
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
