@@ -160,7 +160,7 @@ def save_checkpoint(
             old = run_dir / f".old-{name}-{time.monotonic_ns()}"
             os.replace(final, old)
             os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_dir(old)
         else:
             os.replace(tmp, final)
         _fsync_dir(run_dir)
@@ -182,11 +182,22 @@ def prune_checkpoints(run_dir: Path, keep_last: int) -> list[Path]:
     removed = []
     for p in folders:
         if p.name not in keep:
-            shutil.rmtree(p, ignore_errors=True)
+            _remove_dir(p)
             removed.append(p)
-    for stale in run_dir.glob(".tmp-*"):  # leftovers of a crashed save
-        shutil.rmtree(stale, ignore_errors=True)
+    for pattern in (".tmp-*", ".old-*", ".trash-*"):  # leftovers of a crashed save or prune
+        for stale in run_dir.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
     return removed
+
+
+def _remove_dir(path: Path) -> None:
+    """Rename first (atomic), then delete: a crash mid-delete never leaves a half folder in view."""
+    trash = path.with_name(f".trash-{path.name}-{time.monotonic_ns()}")
+    try:
+        os.replace(path, trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ loading

@@ -311,7 +311,8 @@ class Trainer:
         if resume is not None:
             self.tokenizer = tokenizer_from_description(resume.manifest["tokenizer"])
         else:
-            self.tokenizer = build_tokenizer(cfg.tokenizer_name, corpus.text)
+            name = cfg.tokenizer_name  # only the char vocabulary needs to see the text
+            self.tokenizer = build_tokenizer(name, corpus.iter_text() if name == "char" else None)
         self.corpus = corpus
         self.token_data = TokenData.build(corpus, self.tokenizer, val_fraction=cfg.val_fraction)
 

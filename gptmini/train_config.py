@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from gptmini.config import PRESET_TOKENIZER, PRESETS
+from gptmini.config import PRESET_TOKENIZER, PRESETS, preset_config
 from gptmini.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -115,8 +115,10 @@ class TrainConfig:
             raise ConfigError(f"--run-name must be a plain folder name, got {self.run_name!r}")
         if self.sample_prompt is not None and not isinstance(self.sample_prompt, str):
             raise ConfigError("--sample-prompt must be text")
-        if self.context is not None and self.preset and self.preset in PRESETS:
-            pass  # the position table is sized from context, so any positive context fits
+        try:  # model dims checked now (vocab is only known later; any value shows shape errors)
+            preset_config(self.preset, 256, **self.model_overrides())
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     # --------------------------------------------------------------- helpers
     @property

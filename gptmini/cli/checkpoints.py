@@ -50,7 +50,7 @@ def run_list(args) -> int:
     if not root.exists():
         raise CheckpointError(f"no such folder: {root}")
     runs = find_runs(root)
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 120)
     if not runs:
         console.print(f"no checkpoints in {root}")
         return 0
@@ -58,7 +58,7 @@ def run_list(args) -> int:
     for run_dir in runs:
         table = Table(title=str(run_dir), title_justify="left")
         for col in ("checkpoint", "step", "epoch", "tokens", "train loss", "val loss", "size", "age", ""):
-            table.add_column(col, justify="left" if col in ("checkpoint", "") else "right")
+            table.add_column(col, justify="left" if col in ("checkpoint", "") else "right", no_wrap=True)
         for c in list_checkpoints(run_dir):
             marks = " ".join(m for m, on in (("latest", c.is_latest), ("best", c.is_best)) if on)
             if c.error:

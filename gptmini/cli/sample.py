@@ -1,0 +1,213 @@
+"""``gptmini sample``: generate text from a checkpoint, streamed to stdout.
+
+Generated text goes to stdout (prompt first, then the continuation as it is
+produced); what was loaded, the settings and the speed go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from gptmini.errors import GPTMiniError, SamplingError
+from gptmini.sampling import STRATEGIES, Candidate, SamplingSettings
+
+DEFAULT_PROMPT = "The "
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "sample",
+        help="generate text from a checkpoint",
+        description=(
+            "Generate text from a trained checkpoint with greedy, temperature, top-k or top-p "
+            "sampling, streaming tokens as they are produced."
+        ),
+    )
+    p.add_argument("--checkpoint", required=True, metavar="PATH|RUN_DIR",
+                   help="a checkpoint folder, or a run folder (its latest checkpoint)")
+    p.add_argument("--prompt", default=DEFAULT_PROMPT, metavar="TEXT",
+                   help=f"text to continue (default: {DEFAULT_PROMPT!r}; '' starts from <|endoftext|> with gpt2)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="greedy",
+                   help="how to pick each token (default: greedy)")
+    p.add_argument("--temperature", type=float, default=None, metavar="F",
+                   help="softmax temperature for temperature/top-k/top-p (default 1.0; 0 = greedy)")
+    p.add_argument("--top-k", type=int, default=None, metavar="N",
+                   help="keep the N most probable tokens (--strategy top-k; may be combined with top-p)")
+    p.add_argument("--top-p", type=float, default=None, metavar="F",
+                   help="nucleus: smallest set of tokens reaching probability F (--strategy top-p)")
+    p.add_argument("--max-new-tokens", type=int, default=200, metavar="N",
+                   help="tokens to generate per sample (default: 200)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed for reproducible sampling (sample i uses seed+i)")
+    p.add_argument("--num-samples", type=int, default=1, metavar="N",
+                   help="how many samples to generate (default: 1)")
+    p.add_argument("--stop", default=None, metavar="TEXT",
+                   help="stop a sample when this text appears (it is not printed)")
+    p.add_argument("--show-probs", action="store_true",
+                   help="print the top-10 next-token probabilities after the prompt first")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="where to run the model (default: auto)")
+    p.set_defaults(run=run)
+    return p
+
+
+# ----------------------------------------------------------------- option checks
+def settings_from_args(args: argparse.Namespace) -> SamplingSettings:
+    """Build the settings, refusing options that would be silently ignored."""
+    strategy = args.strategy
+    if strategy == "greedy":
+        for flag, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
+                            ("--top-p", args.top_p), ("--seed", args.seed)):
+            if value is not None:
+                hint = {"--temperature": "temperature", "--top-k": "top-k", "--top-p": "top-p",
+                        "--seed": "temperature (or top-k / top-p)"}[flag]
+                raise SamplingError(f"{flag} has no effect with --strategy greedy; use --strategy {hint}")
+        if args.num_samples > 1:
+            raise SamplingError(
+                "--num-samples > 1 with --strategy greedy prints the same text every time; "
+                "use a sampling strategy (temperature, top-k or top-p)"
+            )
+    if strategy == "temperature":
+        if args.top_k is not None:
+            raise SamplingError("--top-k has no effect with --strategy temperature; use --strategy top-k")
+        if args.top_p is not None:
+            raise SamplingError("--top-p has no effect with --strategy temperature; use --strategy top-p")
+    if strategy == "top-k" and args.top_k is None:
+        raise SamplingError("--strategy top-k needs --top-k N (e.g. --top-k 40)")
+    if strategy == "top-p" and args.top_p is None:
+        raise SamplingError("--strategy top-p needs --top-p F (e.g. --top-p 0.9)")
+    if args.num_samples < 1:
+        raise SamplingError(f"--num-samples must be at least 1, got {args.num_samples}")
+    settings = SamplingSettings(
+        strategy=strategy,
+        temperature=1.0 if args.temperature is None else args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        stop=args.stop,
+    )
+    validate_settings(settings)
+    return settings
+
+
+def validate_settings(settings: SamplingSettings, vocab_size: int | None = None) -> None:
+    """``settings.validate`` with messages naming the command-line flag."""
+    try:
+        settings.validate(vocab_size)
+    except SamplingError as exc:
+        msg = str(exc)
+        for field, flag in (("temperature", "--temperature"), ("top_k", "--top-k"), ("top_p", "--top-p"),
+                            ("max_new_tokens", "--max-new-tokens"), ("seed", "--seed"), ("stop string", "--stop")):
+            if msg.startswith(field):
+                msg = flag + msg[len(field):]
+                break
+        raise SamplingError(msg) from None
+
+
+# ------------------------------------------------------------------- loading
+def _load(path: str, device: str):
+    """``(model, tokenizer, manifest)``; a seam for tests."""
+    from gptmini.checkpoint import load_for_inference
+
+    return load_for_inference(path, device=device)
+
+
+def _resolve_device(name: str) -> str:
+    from gptmini.device import resolve_device
+
+    return str(resolve_device(name))
+
+
+# ------------------------------------------------------------------- output
+def format_distribution(cands: list[Candidate], width: int = 30, bar_char: str = "█") -> str:
+    """Table of the next-token candidates: token, raw prob, filtered prob, bar."""
+    # token_text is already printable (spaces as ␣, control characters escaped)
+    shown = [c.text if len(c.text) <= 18 else c.text[:15] + "..." for c in cands]
+    tw = max([len("token")] + [len(s) for s in shown])
+    lines = [f"  {'#':>2}  {'token':<{tw}}  {'id':>6}  {'prob':>7}  {'filtered':>8}"]
+    for rank, (c, s) in enumerate(zip(cands, shown), start=1):
+        bar = bar_char * max(0, round(c.filtered_prob * width))
+        lines.append(
+            f"  {rank:>2}  {s:<{tw}}  {c.token_id:>6}  {c.prob * 100:6.2f}%  {c.filtered_prob * 100:7.2f}%  {bar}"
+        )
+    return "\n".join(lines)
+
+
+def _bar_char() -> str:
+    enc = (getattr(sys.stdout, "encoding", None) or "").lower()
+    return "█" if "utf" in enc else "#"
+
+
+def _write(stream, text: str) -> None:
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:
+        enc = getattr(stream, "encoding", None) or "ascii"
+        stream.write(text.encode(enc, errors="replace").decode(enc))
+    stream.flush()
+
+
+# ---------------------------------------------------------------------- run
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except GPTMiniError as exc:
+        sys.stdout.flush()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gptmini.sampling import Sampler
+
+    settings = settings_from_args(args)
+    device = _resolve_device(args.device)
+    model, tokenizer, manifest = _load(args.checkpoint, device)
+    sampler = Sampler(model, tokenizer)
+    validate_settings(settings, sampler.vocab_size)
+    prompt = args.prompt
+    sampler.encode_prompt(prompt)  # clear error for an empty prompt / unknown characters, before any output
+
+    step = manifest.get("step", "?") if isinstance(manifest, dict) else "?"
+    print(
+        f"loaded {args.checkpoint} (step {step}, {getattr(tokenizer, 'name', '?')} tokenizer, "
+        f"{model.config.describe()}) on {sampler.device}; sampling: {settings.describe()}",
+        file=sys.stderr,
+    )
+
+    if args.show_probs:
+        cands = sampler.next_token_distribution(prompt, settings, top_n=10)
+        _write(sys.stdout, f"next-token probabilities after the prompt ({settings.describe()}):\n")
+        _write(sys.stdout, format_distribution(cands, bar_char=_bar_char()) + "\n\n")
+
+    total_tokens = 0
+    total_time = 0.0
+    for i in range(args.num_samples):
+        s = settings
+        if settings.seed is not None and i > 0:
+            s = SamplingSettings(**{**settings.__dict__, "seed": settings.seed + i})
+        if args.num_samples > 1:
+            _write(sys.stdout, f"{'' if i == 0 else chr(10)}--- sample {i + 1}/{args.num_samples} ---\n")
+        _write(sys.stdout, prompt)
+        t0 = time.perf_counter()
+        n = 0
+        for ev in sampler.stream(prompt, s):
+            if ev.token_id >= 0:
+                n += 1
+            if ev.text:
+                _write(sys.stdout, ev.text)
+        total_time += time.perf_counter() - t0
+        total_tokens += n
+        _write(sys.stdout, "\n")
+        if not s.is_greedy:
+            print(f"(sample {i + 1}: {n} tokens, seed {sampler.last_seed})", file=sys.stderr)
+    rate = total_tokens / total_time if total_time > 0 else float("inf")
+    print(f"{total_tokens} tokens in {total_time:.2f}s ({rate:.1f} tok/s)", file=sys.stderr)
+    return 0
