@@ -35,6 +35,9 @@ class ModelConfig:
 
     @property
     def padded_vocab_size(self) -> int:
+        """Embedding rows: rounded up for fast matmuls (large vocabularies only)."""
+        if self.vocab_size < 1024:  # a char vocabulary: padding would buy nothing
+            return self.vocab_size
         m = self.pad_vocab_multiple
         return ((self.vocab_size + m - 1) // m) * m
 

@@ -674,10 +674,10 @@ class Trainer:
 
     def _save(self, reason: str, best: bool = False) -> Path | None:
         """Copy the state to host memory now; write it on the writer thread."""
+        self._flush_losses(wait=True)  # never save weights that already produced a NaN (all ranks)
         if not self.is_main:
             self.steps_since_save = 0
             return None
-        self._flush_losses(wait=True)  # never save weights that already produced a NaN
         t0 = time.perf_counter()
         model_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         opt_tensors, opt_meta = flatten_optimizer_state(self.optimizer.state_dict())

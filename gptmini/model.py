@@ -180,11 +180,12 @@ class GPT(nn.Module):
         return F.linear(x, self.wte.weight) if self.lm_head is None else self.lm_head(x)
 
     def loss_from_hidden(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = self.head(x)
-        V = self.config.vocab_size
-        if logits.shape[-1] != V:  # ignore the padding columns
-            logits = logits[..., :V]
-        return F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1))
+        logits = self.head(x).float()
+        V, Vp = self.config.vocab_size, logits.shape[-1]
+        if Vp != V:  # padding columns get -inf: probability 0, gradient 0, loss as over the real vocab
+            pad = torch.arange(Vp, device=logits.device) >= V
+            logits = logits.masked_fill(pad, float("-inf"))
+        return F.cross_entropy(logits.view(-1, Vp), targets.reshape(-1))
 
     # ------------------------------------------------------------------ helpers
     def num_params(self, non_embedding: bool = False) -> int:

@@ -26,11 +26,18 @@ def test_untied_head_adds_a_matrix():
     assert untied.num_params() - tied.num_params() == 70 * 32
 
 
-def test_vocab_is_padded_internally_but_logits_are_not():
-    m = GPT(tiny())
-    assert m.wte.weight.shape[0] == 128
-    logits, _ = m(torch.randint(0, 70, (2, 5)))
-    assert logits.shape == (2, 5, 70)
+def test_vocab_is_padded_internally_but_logits_and_loss_are_not():
+    torch.manual_seed(0)
+    m = GPT(tiny(vocab_size=1030))
+    assert m.wte.weight.shape[0] == 1088 and GPT(tiny()).wte.weight.shape[0] == 70  # small vocab: no padding
+    x, y = torch.randint(0, 1030, (2, 5)), torch.randint(0, 1030, (2, 5))
+    logits, _ = m(x)
+    assert logits.shape == (2, 5, 1030)
+    _, loss = m(x, y)
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 1030), y.reshape(-1))
+    torch.testing.assert_close(loss, expected)  # padding columns take no probability
+    loss.backward()
+    assert m.wte.weight.grad[1030:].abs().max() == 0  # padding rows never learn
 
 
 def test_initial_loss_is_about_log_vocab():
