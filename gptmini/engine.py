@@ -9,6 +9,7 @@ must be cheap (queue.put, post_message).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import json
 import math
@@ -423,6 +424,8 @@ class Trainer:
         self._last_emit_t = time.perf_counter()
         self._excluded = 0.0
         self._rate: float | None = None
+        self._spans: collections.deque = collections.deque(maxlen=20)
+        self._first_span = None
         self._batch_iter = None
         self._set_state("paused" if self._pause.is_set() else "running")
         while True:
@@ -567,8 +570,14 @@ class Trainer:
         now = time.perf_counter()
         span = now - self._last_emit_t - self._excluded
         self._last_emit_t, self._excluded = now, 0.0
-        rate = len(metas) * self.tokens_per_step / span if span > 0 else 0.0
-        self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
+        # Throughput over the recent window; the very first group (compile, allocator warm-up) is
+        # dropped as soon as a second one exists, so tok/s and MFU show the steady state.
+        self._spans.append((len(metas) * self.tokens_per_step, max(span, 1e-9)))
+        if len(self._spans) > 1 and self._spans[0] is self._first_span:
+            self._spans.popleft()
+        if self._first_span is None:
+            self._first_span = self._spans[0]
+        self._rate = sum(t for t, _ in self._spans) / sum(d for _, d in self._spans)
         mem = torch.cuda.max_memory_allocated(self.device) / 1e9 if self.device.type == "cuda" else None
         for (step, epoch, batch, lr, _), (loss, gnorm) in zip(metas, values):
             if not math.isfinite(loss):
