@@ -824,7 +824,8 @@ class Trainer:
         for name in ("_pending", "_inflight"):
             if hasattr(self, name):
                 setattr(self, name, [])
-        self.optimizer.zero_grad(set_to_none=True)
+        if getattr(self, "optimizer", None) is not None:
+            self.optimizer.zero_grad(set_to_none=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

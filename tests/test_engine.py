@@ -222,3 +222,26 @@ def test_failed_save_reports_error_and_keeps_older_checkpoints(tiny_text, tmp_pa
     assert errors and not errors[0].fatal and "No space left" in errors[0].message
     assert load_checkpoint(run).step == 4
     assert not list(run.glob(".tmp-*"))
+
+
+def test_out_of_memory_is_an_error_event_with_advice_and_the_process_lives(tiny_text, tmp_path, monkeypatch):
+    from gptmini.model import GPT
+
+    real = GPT.forward
+    calls = {"n": 0}
+
+    def forward(self, *a, **k):
+        calls["n"] += 1
+        if self.training and calls["n"] == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    rec = Recorder()
+    trainer = Trainer(tiny_config(tiny_text, tmp_path / "run", eval_interval=1000))
+    trainer.subscribe(rec)
+    finished = trainer.run()
+    assert finished.reason == "error"
+    err = rec.of(ev.Error)[0]
+    assert err.error_kind == "oom" and "--batch-size" in err.message and "--context" in err.message
+    assert trainer.state == "error"

@@ -50,7 +50,8 @@ class ConsoleReporter:
             self._print(f"[bold]step {e.step}[/] epoch {e.epoch}: train loss {_fmt(e.train_loss)}, "
                         f"val loss {e.val_loss:.3f}, perplexity {e.val_ppl:.1f}{mark}")
         elif isinstance(e, ev.Sample):
-            self._print(f"[dim]sample:[/] [cyan]{e.prompt}[/]{_escape(e.text)}")
+            text = e.text.replace("\n", " ")  # one line per sample, as in Raschka's generate_and_print_sample
+            self._print(f"[dim]sample:[/] [cyan]{_escape(e.prompt)}[/]{_escape(text)}")
         elif isinstance(e, ev.CheckpointSaved):
             self.last_saved = e.path
             self._print(f"[green]checkpoint[/] {e.path} ({e.reason})")
