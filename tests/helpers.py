@@ -56,3 +56,26 @@ def start_in_thread(trainer: Trainer) -> threading.Thread:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+class ByteTokenizer:
+    """Byte-level tokenizer for sampling tests: ids 0..255 are bytes, 256 is <|endoftext|>."""
+
+    name = "bytes"
+    vocab_size = 257
+    eot_id = 256
+
+    def encode(self, text):
+        return list(text.encode("utf-8"))
+
+    def decode_bytes(self, ids):
+        return bytes(i for i in ids if i < 256)
+
+    def decode(self, ids):
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token_text(self, i):
+        return "<|endoftext|>" if i == 256 else self.decode_bytes([i]).decode("utf-8", errors="backslashreplace")
+
+    def describe(self):
+        return {"name": self.name}

@@ -17,38 +17,9 @@ from gptmini.cli import sample as sample_cli
 from gptmini.config import ModelConfig
 from gptmini.model import GPT
 from gptmini.sampling import Sampler, SamplingSettings
+from tests.helpers import ByteTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest (and steadiest on a busy 2-core box) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class ByteTokenizer:
-    name = "bytes"
-    vocab_size = 257
-    eot_id = 256
-
-    def encode(self, text):
-        return list(text.encode("utf-8"))
-
-    def decode_bytes(self, ids):
-        return bytes(i for i in ids if i < 256)
-
-    def decode(self, ids):
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
-
-    def token_text(self, i):
-        return "<|endoftext|>" if i == 256 else self.decode_bytes([i]).decode("utf-8", errors="backslashreplace")
-
-    def describe(self):
-        return {"name": self.name}
 
 
 def parse(argv):
