@@ -125,6 +125,8 @@ class GPT(nn.Module):
         # state dicts hold each tensor once and safetensors can store them).
         self.lm_head = None if cfg.tie_weights else nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
         self.apply(self._init_weights)
+        for emb in (self.wte, self.wpe):
+            nn.init.normal_(emb.weight, mean=0.0, std=cfg.emb_init_std)
         # GPT-2: scale residual projections by 1/sqrt(2 * n_layers).
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
