@@ -304,6 +304,8 @@ class Trainer:
         if self.world_size > 1 and device.type == "cuda":
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         self.precision = choose_precision(device, cfg.dtype)
         self.device = device
         setup_backends(device)

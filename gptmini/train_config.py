@@ -69,6 +69,7 @@ class TrainConfig:
     dtype: str = "auto"
     compile: bool | None = None  # default: on for CUDA
     seed: int = 1337
+    threads: int | None = None  # torch intra-op threads on the CPU (default: PyTorch's choice)
     log_interval: int | None = None  # steps between loss fetches (default 1 on CPU, 10 on CUDA)
     # free-form: which fields the user set explicitly (used when resuming)
     explicit: tuple[str, ...] = field(default=(), repr=False)
@@ -91,7 +92,7 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
         for name in ("n_layers", "n_heads", "d_model", "context", "stride", "max_steps", "warmup_steps",
-                     "lr_decay_steps", "log_interval"):
+                     "lr_decay_steps", "log_interval", "threads"):
             _check_int(name, getattr(self, name), minimum=0 if name == "warmup_steps" else 1, optional=True)
         for name in ("epochs", "batch_size", "grad_accum", "eval_interval", "eval_batches", "sample_tokens",
                      "save_interval", "keep_last"):

@@ -70,6 +70,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     hw.add_argument("--compile", action=argparse.BooleanOptionalAction, default=S,
                     help="torch.compile the model (default: on for CUDA)")
     hw.add_argument("--seed", type=int, metavar="N", default=S)
+    hw.add_argument("--threads", type=int, metavar="N", default=S,
+                    help="CPU threads for torch (default: PyTorch's; 1 is faster on a busy 2-core box)")
     hw.add_argument("--log-interval", type=int, metavar="N", default=S,
                     help="steps between loss fetches from the GPU (1 on CPU, 10 on CUDA)")
     p.add_argument("--config", metavar="FILE.toml", default=S, help="options from a TOML file (same names)")
