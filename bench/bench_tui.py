@@ -1,0 +1,417 @@
+#!/usr/bin/env python
+"""Benchmark the training console against headless training, side by side.
+
+1. Training throughput: the same run (same config, same steps) trained by a
+   bare ``Trainer`` and inside ``GPTMiniApp`` (headless ``App.run_test``, which
+   composes and renders every frame but writes it nowhere), in pairs run in
+   ABBA order to cancel machine drift; the median per-pair ratio must be
+   >= 0.95. Two models: a Python-bound micro model (worst case) and the
+   cpu-demo preset. The pseudo-terminal run of (3) adds an unpaired number.
+2. Key-press-to-screen latency while training, through a real pseudo-terminal:
+   time from writing the key to the pty until the changed text arrives in the
+   output (strategy label for 1-4; ``PAUSING…``/``RESUMING…`` for space, and
+   the engine-confirmed ``PAUSED``/``RUNNING`` for information); p95 must be
+   <= 50 ms.
+3. Terminal output: bytes/s the app writes to a 120x40 pty during ~60 s of
+   steady training (startup paint excluded, reported separately); must be
+   <= 20 KB/s.
+
+Usage: ``python bench/bench_tui.py [--threads 1] [--seconds 60] [--pairs 8] [--demo-pairs 4] [--record]``
+(about 10 minutes with the defaults; ``--skip-throughput`` for the pty part alone)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORDS = (
+    "the model learns to predict the next token from the tokens before it and every effort moves you "
+    "closer to a lower loss while the optimizer follows the gradient down a long and winding valley"
+).split()
+
+
+def make_corpus(path: Path, n_bytes: int = 200_000) -> Path:
+    import random
+
+    rng = random.Random(7)
+    lines, size = [], 0
+    while size < n_bytes:
+        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14))).capitalize() + "."
+        lines.append(line)
+        size += len(line) + 1
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny_options(corpus: Path, out: Path, steps: int) -> dict:
+    return dict(
+        data=[str(corpus)], tokenizer="char", n_layers=1, d_model=32, n_heads=2, context=32, batch_size=4,
+        max_steps=steps, eval_interval=100_000, save_interval=100_000, out=str(out), seed=1,
+    )
+
+
+def demo_options(corpus: Path, out: Path, steps: int) -> dict:
+    """The out-of-the-box CPU run: the cpu-demo preset (4 layers, d_model 128, context 128, batch 16)."""
+    return dict(data=[str(corpus)], tokenizer="char", max_steps=steps, eval_interval=100_000,
+                save_interval=100_000, out=str(out), seed=1)
+
+
+def cli_args(opts: dict) -> list[str]:
+    args = []
+    for k, v in opts.items():
+        flag = "--" + k.replace("_", "-")
+        args += [flag, *map(str, v)] if isinstance(v, list) else [flag, str(v)]
+    return args
+
+
+class StepProbe:
+    """Engine subscriber recording (step, tokens_seen, wall clock, training thread's CPU time) per Step.
+
+    It runs on the training thread, so ``time.thread_time()`` is that thread's CPU time: CPU / wall is
+    the share of the time the training loop actually ran (the rest it waited for the GIL or a core).
+    """
+
+    def __init__(self) -> None:
+        self.points: list[tuple[int, int, float, float]] = []
+
+    def __call__(self, event) -> None:
+        from gptmini import events as ev
+
+        if isinstance(event, ev.Step):
+            self.points.append((event.step, event.tokens_seen, time.perf_counter(), time.thread_time()))
+
+    def measure(self, skip: int) -> tuple[float, float]:
+        """(tokens per second, busy share of the training thread) after the first ``skip`` steps."""
+        pts = [p for p in self.points if p[0] > skip]
+        if len(pts) < 2:
+            return float("nan"), float("nan")
+        (_, t0, c0, u0), (_, t1, c1, u1) = pts[0], pts[-1]
+        return (t1 - t0) / (c1 - c0), (u1 - u0) / (c1 - c0)
+
+
+# ---------------------------------------------------------------- (1) throughput
+def run_headless(opts: dict, skip: int) -> float:
+    from gptmini.engine import Trainer
+    from gptmini.train_config import TrainConfig
+
+    trainer = Trainer(TrainConfig(**opts))
+    probe = StepProbe()
+    trainer.subscribe(probe)
+    thread = threading.Thread(target=trainer.run, daemon=True)  # same threading as the app
+    thread.start()
+    thread.join()
+    return probe.measure(skip)
+
+
+def run_in_app(opts: dict, skip: int) -> float:
+    from gptmini.train_config import TrainConfig
+    from gptmini_tui.app import GPTMiniApp
+
+    probe = StepProbe()
+
+    async def go() -> None:
+        app = GPTMiniApp(TrainConfig(**opts))
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.trainer.subscribe(probe)
+            done = app._trainer_done
+            while not done.is_set():
+                await asyncio.sleep(0.1)
+            await pilot.pause(0.1)
+            app.exit()
+
+    asyncio.run(go())
+    return probe.measure(skip)
+
+
+def bench_throughput(corpus: Path, work: Path, steps: int, pairs: int, options=None) -> dict:
+    options = options or tiny_options
+    skip = steps // 5  # steady state: the first 20 % of the steps (startup, first paints) are not timed
+    headless, tui, busy_h, busy_t = [], [], [], []
+    for i in range(pairs):
+        # ABBA order: alternate which run goes first, so a machine getting busier (or idler) during the
+        # bench does not favour one side (with a fixed order, a falling trend made the app look 17 % slower)
+        h_opts = options(corpus, work / f"h{options.__name__}{i}", steps)
+        t_opts = options(corpus, work / f"t{options.__name__}{i}", steps)
+        if i % 2 == 0:
+            h_res = run_headless(h_opts, skip)
+            t_res = run_in_app(t_opts, skip)
+        else:
+            t_res = run_in_app(t_opts, skip)
+            h_res = run_headless(h_opts, skip)
+        headless.append(h_res[0])
+        busy_h.append(h_res[1])
+        tui.append(t_res[0])
+        busy_t.append(t_res[1])
+        print(f"  pair {i + 1}/{pairs}: headless {h_res[0]:,.0f} tok/s (training thread busy {h_res[1]:.0%}), "
+              f"in app {t_res[0]:,.0f} tok/s (busy {t_res[1]:.0%})", flush=True)
+    h, t = statistics.median(headless), statistics.median(tui)
+    # per-pair ratios cancel the slow drift of a shared machine's load better than a ratio of medians
+    ratio = statistics.median(b / a for a, b in zip(headless, tui))
+    busy = statistics.median(b / a for a, b in zip(busy_h, busy_t))
+    return {"headless": h, "tui": t, "ratio": ratio, "headless_all": headless, "tui_all": tui,
+            "busy_headless": statistics.median(busy_h), "busy_tui": statistics.median(busy_t), "busy_ratio": busy}
+
+
+# ------------------------------------------------------------- (2)+(3) real pty
+def bench_pty(corpus: Path, work: Path, seconds: float, toggles: int, threads: int | None) -> dict:
+    import pexpect
+
+    exe = shutil.which("gptmini-tui")
+    if exe is None:
+        raise SystemExit("gptmini-tui is not installed (pip install -e .)")
+    run_dir = work / "pty"
+    opts = tiny_options(corpus, run_dir, 10_000_000)
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="120", LINES="40")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    child = pexpect.spawn(exe, cli_args(opts), env=env, dimensions=(40, 120), timeout=60)
+    child.delaybeforesend = None  # pexpect sleeps 50 ms before every send by default
+    buf = bytearray()
+
+    def pump(timeout: float = 0.05) -> int:
+        try:
+            data = child.read_nonblocking(1 << 20, timeout=timeout)
+        except pexpect.TIMEOUT:
+            return 0
+        buf.extend(data)
+        return len(data)
+
+    def wait_text(text: bytes | tuple[bytes, ...], start: int, limit: float) -> float | None:
+        """Read until ``text`` (or any of several) appears after offset ``start``; return the time it did."""
+        texts = text if isinstance(text, tuple) else (text,)
+        end = time.perf_counter() + limit
+        while time.perf_counter() < end:
+            if any(buf.find(t, start) >= 0 for t in texts):
+                return time.perf_counter()
+            pump(0.002)
+        return None
+
+    result: dict = {}
+    try:
+        t_start = time.perf_counter()
+        if wait_text(b"RUNNING", 0, 60) is None:
+            raise RuntimeError("the app never showed RUNNING")
+        metrics = run_dir / "metrics.jsonl"
+        # let the first frames and the first steps settle
+        settle_end = time.perf_counter() + 3
+        while time.perf_counter() < settle_end:
+            pump()
+        startup_bytes = len(buf)
+        result["startup_s"] = time.perf_counter() - t_start
+        result["startup_bytes"] = startup_bytes
+        # (3) steady-state output
+        m0 = _last_step(metrics)
+        cpu0 = _thread_cpu(child.pid)
+        b0, c0 = len(buf), time.perf_counter()
+        while time.perf_counter() - c0 < seconds:
+            pump(0.1)
+        b1, c1 = len(buf), time.perf_counter()
+        cpu1 = _thread_cpu(child.pid)
+        m1 = _last_step(metrics)
+        used = sorted((cpu1[t] - cpu0.get(t, 0.0) for t in cpu1), reverse=True)
+        # the busiest thread is the training loop; everything else is the UI, its workers and writers
+        result["train_thread_cpu"] = used[0] / (c1 - c0) if used else float("nan")
+        result["other_threads_cpu"] = sum(used[1:]) / (c1 - c0) if used else float("nan")
+        result["bytes_per_s"] = (b1 - b0) / (c1 - c0)
+        result["window_s"] = c1 - c0
+        result["pty_tok_per_s"] = (m1[1] - m0[1]) / (m1[2] - m0[2]) if m1 and m0 and m1[2] > m0[2] else float("nan")
+        # (2) latency: space -> first feedback (PAUSING/RESUMING) and the engine's
+        # confirmation (PAUSED/RUNNING); then strategy keys -> label
+        lat_state, lat_feedback, lat_strategy = [], [], []
+        for i in range(toggles):
+            # the feedback frame can be skipped when the engine confirms within the same frame
+            for key, first, confirmed in ((b" ", b"PAUS", b"PAUSED"), (b" ", (b"RESUMING", b"RUNNING"), b"RUNNING")):
+                while pump(0.02):
+                    pass
+                start = len(buf)
+                t0 = time.perf_counter()
+                child.send(key)
+                t1 = wait_text(first, start, 5)
+                t2 = wait_text(confirmed, start, 5)
+                lat_feedback.append((t1 - t0) * 1000 if t1 else float("inf"))
+                lat_state.append((t2 - t0) * 1000 if t2 else float("inf"))
+                pause_end = time.perf_counter() + 0.15
+                while time.perf_counter() < pause_end:
+                    pump(0.02)
+        strategy_keys = [(b"1", b"greedy"), (b"2", b"temperature T="), (b"3", b"top-k k="), (b"4", b"top-p p=")]
+        for key, text in strategy_keys * toggles:
+            while pump(0.02):
+                pass
+            start = len(buf)
+            t0 = time.perf_counter()
+            child.send(key)
+            t1 = wait_text(text, start, 5)
+            lat_strategy.append((t1 - t0) * 1000 if t1 else float("inf"))
+        result["lat_state_ms"] = lat_state
+        result["lat_feedback_ms"] = lat_feedback
+        result["lat_strategy_ms"] = lat_strategy
+        # quit (saves first) and make sure the process ends by itself
+        t_quit = time.perf_counter()
+        child.send("q")
+        child.expect(pexpect.EOF, timeout=60)
+        result["quit_s"] = time.perf_counter() - t_quit
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    child.close()
+    result["exit_code"] = child.exitstatus
+    return result
+
+
+def _thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by each thread of process ``pid`` (Linux /proc)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[tid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _last_step(metrics: Path) -> tuple[int, int, float] | None:
+    """(step, tokens_seen, time) of the newest step in metrics.jsonl."""
+    try:
+        data = metrics.read_bytes()
+    except FileNotFoundError:
+        return None
+    for line in reversed(data.splitlines()):
+        if b'"event":"step"' in line or b'"event": "step"' in line:
+            rec = json.loads(line)
+            return rec["step"], rec["tokens_seen"], rec["time"]
+    return None
+
+
+def p95(values: list[float]) -> float:
+    vals = sorted(values)
+    return vals[min(len(vals) - 1, int(round(0.95 * (len(vals) - 1))))]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{cpu}, {os.cpu_count()} cores, load {load:.1f}, Python {platform.python_version()}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0, help="steady-state output window (60)")
+    ap.add_argument("--pairs", type=int, default=8, help="micro-model headless/app pairs (8, ABBA order)")
+    ap.add_argument("--steps", type=int, default=3000, help="steps per micro-model throughput run (3000)")
+    ap.add_argument("--demo-steps", type=int, default=100, help="steps per cpu-demo throughput run (100)")
+    ap.add_argument("--demo-pairs", type=int, default=4, help="cpu-demo headless/app pairs (4; 0 skips)")
+    ap.add_argument("--toggles", type=int, default=15, help="pause/resume round trips for the latency (15)")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--record", action="store_true", help="append the result table to bench/README_tui.md")
+    ap.add_argument("--skip-throughput", action="store_true", help="only the pseudo-terminal part (quick)")
+    args = ap.parse_args()
+
+    import torch
+    import textual
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="gptmini-bench-tui-"))
+    corpus = make_corpus(work / "corpus.txt")
+    print(f"machine: {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"textual {textual.__version__}", flush=True)
+    print("(1) throughput, headless Trainer vs GPTMiniApp (run_test 120x40) ...", flush=True)
+    nan = float("nan")
+    nothing = {"headless": nan, "tui": nan, "ratio": nan, "headless_all": [], "tui_all": [],
+               "busy_headless": nan, "busy_tui": nan, "busy_ratio": nan}
+    if args.skip_throughput:
+        thr = demo = nothing
+    else:
+        print("    micro model (1 layer, d_model 32, context 32, batch 4): Python-bound, the worst case", flush=True)
+        thr = bench_throughput(corpus, work, args.steps, args.pairs)
+        demo = nothing
+        if args.demo_pairs:
+            print("    cpu-demo preset (4 layers, d_model 128, context 128, batch 16): the default CPU run", flush=True)
+            demo = bench_throughput(corpus, work, args.demo_steps, args.demo_pairs, demo_options)
+    print(f"(2)+(3) real pty 120x40: {args.seconds:.0f} s of training, then latency ...", flush=True)
+    pty = bench_pty(corpus, work, args.seconds, args.toggles, args.threads or torch.get_num_threads())
+    shutil.rmtree(work, ignore_errors=True)
+
+    lat_ui = pty["lat_feedback_ms"] + pty["lat_strategy_ms"]
+    rows = [
+        ("micro model: headless Trainer", f"{thr['headless']:,.0f} tok/s", "", ""),
+        ("micro model: in the app (run_test 120x40)", f"{thr['tui']:,.0f} tok/s", "", ""),
+        ("micro model: ratio app / headless (median of per-pair ratios)", f"{thr['ratio']:.3f}", ">= 0.95",
+         "PASS" if thr["ratio"] >= 0.95 else "FAIL"),
+        ("micro model: training thread busy (its CPU time / wall time), headless / app",
+         f"{thr['busy_headless']:.1%} / {thr['busy_tui']:.1%}", "", ""),
+        ("micro model: busy ratio app / headless (what the UI takes from training)", f"{thr['busy_ratio']:.3f}",
+         ">= 0.95", "PASS" if thr["busy_ratio"] >= 0.95 else "FAIL"),
+        ("cpu-demo preset: headless / in the app", f"{demo['headless']:,.0f} / {demo['tui']:,.0f} tok/s", "", ""),
+        ("cpu-demo preset: ratio app / headless", f"{demo['ratio']:.3f}", ">= 0.95",
+         "PASS" if demo["ratio"] >= 0.95 else "FAIL"),
+        ("cpu-demo preset: busy ratio app / headless", f"{demo['busy_ratio']:.3f}", ">= 0.95",
+         "PASS" if demo["busy_ratio"] >= 0.95 else "FAIL"),
+        ("micro model in a real pty (unpaired)", f"{pty['pty_tok_per_s']:,.0f} tok/s",
+         f"ratio {pty['pty_tok_per_s'] / thr['headless']:.3f}", ""),
+        ("CPU in the pty run: training thread / all other threads",
+         f"{100 * pty['train_thread_cpu']:.0f}% / {100 * pty['other_threads_cpu']:.1f}% of a core", "", ""),
+        ("key -> screen p95, 1-4 -> strategy label", f"{p95(pty['lat_strategy_ms']):.1f} ms", "", ""),
+        ("key -> screen p95, space -> PAUSING/RESUMING", f"{p95(pty['lat_feedback_ms']):.1f} ms", "", ""),
+        ("key -> screen p95, both of the above", f"{p95(lat_ui):.1f} ms", "<= 50 ms",
+         "PASS" if p95(lat_ui) <= 50 else "FAIL"),
+        ("key -> screen p95, space -> engine-confirmed PAUSED/RUNNING", f"{p95(pty['lat_state_ms']):.1f} ms",
+         "(info)", ""),
+        (f"terminal output, steady training ({pty['window_s']:.0f} s)", f"{pty['bytes_per_s'] / 1024:.2f} KB/s",
+         "<= 20 KB/s", "PASS" if pty["bytes_per_s"] <= 20 * 1024 else "FAIL"),
+        ("startup: first paint + 3 s", f"{pty['startup_bytes'] / 1024:.1f} KB in {pty['startup_s']:.1f} s", "", ""),
+        ("quit (save + stop + exit)", f"{pty['quit_s']:.2f} s, exit code {pty['exit_code']}", "", ""),
+    ]
+    table = ["| measurement | result | target | |", "| --- | --- | --- | --- |"]
+    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows if "nan" not in b]
+    detail = (
+        f"micro headless runs: {', '.join(f'{x:,.0f}' for x in thr['headless_all'])} tok/s; "
+        f"app runs: {', '.join(f'{x:,.0f}' for x in thr['tui_all'])} tok/s; "
+        f"cpu-demo headless: {', '.join(f'{x:,.0f}' for x in demo['headless_all'])}; "
+        f"app: {', '.join(f'{x:,.0f}' for x in demo['tui_all'])} tok/s; "
+        f"latency samples: {len(pty['lat_feedback_ms'])} space + {len(pty['lat_strategy_ms'])} strategy keys, "
+        f"median {statistics.median(lat_ui):.1f} ms, max {max(lat_ui):.1f} ms; engine-confirmed pause/resume "
+        f"median {statistics.median(pty['lat_state_ms']):.1f} ms"
+    )
+    print()
+    print("\n".join(table))
+    print(detail)
+    if args.record:
+        stamp = time.strftime("%Y-%m-%d %H:%M")
+        with (HERE / "README_tui.md").open("a") as fh:
+            fh.write(f"\n### {stamp} — {machine()}\n\n"
+                     f"torch {torch.__version__} ({torch.get_num_threads()} threads), textual {textual.__version__}; "
+                     f"`python bench/bench_tui.py {' '.join(sys.argv[1:])}`\n\n")
+            fh.write("\n".join(table) + "\n\n" + detail + "\n")
+    ok = thr["ratio"] >= 0.95 and p95(lat_ui) <= 50 and pty["bytes_per_s"] <= 20 * 1024
+    ok = ok and (demo["ratio"] != demo["ratio"] or demo["ratio"] >= 0.95)  # nan: not measured
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

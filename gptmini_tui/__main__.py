@@ -1,0 +1,69 @@
+"""``gptmini-tui``: train in the terminal console, or attach to a running run.
+
+Takes every option of ``gptmini train`` plus ``--paused`` and ``--attach RUN_DIR``.
+Mistakes in the options print one ``error: ...`` line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gptmini.cli.args import Parser, add_train_arguments, train_config_from_args
+from gptmini.errors import GPTMiniError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog="gptmini-tui",
+        description="Train a small GPT from scratch in a terminal console: live loss plot, counters, "
+        "checkpoints, and a playground that samples from the weights while they train.",
+        epilog="Keys: ? shows them all inside the app. With no options it trains the cpu-demo preset "
+        "on the embedded corpus.",
+    )
+    add_train_arguments(p)
+    tui = p.add_argument_group("console")
+    tui.add_argument("--paused", action="store_true", help="load data and model, then wait for space to start")
+    tui.add_argument(
+        "--attach", metavar="RUN_DIR",
+        help="follow a run another process is training (its metrics.jsonl and checkpoints); no training here",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    attach = args.attach
+    paused = args.paused
+    del args.attach, args.paused
+    try:
+        if attach is not None:
+            given = sorted(k for k in vars(args))
+            if given:
+                raise GPTMiniError(
+                    f"--attach follows another process's run; training options cannot be combined with it "
+                    f"(got --{given[0].replace('_', '-')})"
+                )
+            run_dir = Path(attach).expanduser()
+            if not run_dir.is_dir():
+                raise GPTMiniError(f"--attach: no such run folder: {run_dir}")
+            config = None
+        else:
+            config = train_config_from_args(args)
+    except GPTMiniError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+    from gptmini_tui.app import GPTMiniApp
+
+    app = GPTMiniApp(config, attach=attach, start_paused=paused)
+    app.run()
+    if app.quit_report:
+        print(app.quit_report)
+    return int(app.return_code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

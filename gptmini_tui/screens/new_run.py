@@ -1,0 +1,213 @@
+"""New-run form: builds a ``TrainConfig`` and shows its ``ConfigError`` inline.
+
+Validation is the library's (``TrainConfig.validate``); the form only parses
+the text fields into numbers and checks that data files exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from gptmini.config import PRESETS, preset_config
+from gptmini.errors import GPTMiniError
+
+INT_FIELDS = ("n_layers", "n_heads", "d_model", "context", "epochs", "batch_size", "max_steps")
+FLOAT_FIELDS = ("lr",)
+TEXT_FIELDS = ("corpus", "run_name", "out")
+
+FIELDS: list[tuple[str, str, str]] = [
+    # (field, label, placeholder)
+    ("data", "data files", "path(s) to .txt, comma separated (blank: named corpus)"),
+    ("corpus", "corpus", "named: python-reference, the-verdict, tiny-shakespeare"),
+    ("n_layers", "layers", "preset"),
+    ("n_heads", "heads", "preset"),
+    ("d_model", "d_model", "preset"),
+    ("context", "context", "preset"),
+    ("epochs", "epochs", "10"),
+    ("batch_size", "batch size", "16"),
+    ("lr", "learning rate", "auto (1e-3 small / 6e-4 large)"),
+    ("max_steps", "max steps", "blank: all epochs"),
+    ("run_name", "run name", "auto"),
+    ("out", "output folder", "checkpoints/<run name>"),
+]
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+class NewRunScreen(ModalScreen["object | None"]):
+    DEFAULT_CSS = """
+    NewRunScreen { align: center middle; }
+    NewRunScreen > #form {
+        width: 90; max-width: 100%; height: auto; max-height: 100%;
+        border: round $primary; background: $surface; padding: 0 1;
+    }
+    NewRunScreen #fields { height: auto; max-height: 100%; }
+    NewRunScreen Grid { grid-size: 2; grid-columns: 15 1fr; grid-rows: 1; height: auto; grid-gutter: 0 1; }
+    NewRunScreen Grid Label { width: 100%; color: $text-muted; }
+    NewRunScreen Grid Input, NewRunScreen Grid Select { width: 1fr; }
+    NewRunScreen #form-note { color: $text-muted; margin-bottom: 1; }
+    NewRunScreen #form-error { color: $error; height: auto; padding: 0 1; margin-top: 1; }
+    NewRunScreen #form-error.-ok { color: $success; }
+    NewRunScreen #form-buttons { height: auto; align-horizontal: right; padding: 0 0 0 0; }
+    NewRunScreen #form-buttons Button { margin-left: 1; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "submit", "Start run"),
+    ]
+
+    def __init__(self, base=None, note: str = "") -> None:
+        super().__init__()
+        self.base = base
+        self.note = note
+        self.result_config = None
+        self.error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        base = self.base
+        with Vertical(id="form") as form:
+            form.border_title = "New training run"
+            form.border_subtitle = "Enter/ctrl+s start · Esc cancel"
+            with VerticalScroll(id="fields"):
+                if self.note:
+                    yield Static(self.note, id="form-note")
+                with Grid():
+                    yield Label("preset")
+                    yield Select(
+                        [(name, name) for name in PRESETS],
+                        value=getattr(base, "preset", "cpu-demo") or "cpu-demo",
+                        allow_blank=False,
+                        compact=True,
+                        id="f-preset",
+                    )
+                    yield Label("tokenizer")
+                    yield Select(
+                        [("preset's default", "default"), ("gpt2 (BPE)", "gpt2"), ("char", "char")],
+                        value=getattr(base, "tokenizer", None) or "default",
+                        allow_blank=False,
+                        compact=True,
+                        id="f-tokenizer",
+                    )
+                    for name, label, placeholder in FIELDS:
+                        yield Label(label)
+                        value = "" if name in ("run_name", "out") else _text(getattr(base, name, None))
+                        yield Input(value=value, placeholder=placeholder, compact=True, id=f"f-{name}")
+            yield Static("", id="form-error")
+            with Horizontal(id="form-buttons"):
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Start run", id="start", variant="success", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#f-data", Input).focus()
+        self.validate_form()
+
+    # ------------------------------------------------------------ building
+    def build_config(self):
+        """Return a ``TrainConfig`` for the form, or raise ``GPTMiniError`` / ``ValueError``."""
+        from gptmini.train_config import TrainConfig
+
+        changes: dict = {}
+        raw = {name: self.query_one(f"#f-{name}", Input).value.strip() for name, _l, _p in FIELDS}
+        data = [p.strip() for p in raw["data"].split(",") if p.strip()]
+        for p in data:
+            if not Path(p).expanduser().exists():
+                raise ValueError(f"data file not found: {p}")
+        changes["data"] = [str(Path(p).expanduser()) for p in data] or None
+        for name in INT_FIELDS:
+            text = raw[name].replace("_", "").replace(",", "")
+            if text == "":
+                changes[name] = None
+                continue
+            try:
+                changes[name] = int(text)
+            except ValueError:
+                raise ValueError(f"{_label(name)} must be a whole number, got {raw[name]!r}") from None
+        for name in FLOAT_FIELDS:
+            text = raw[name]
+            if text == "":
+                changes[name] = None
+                continue
+            try:
+                changes[name] = float(text)
+            except ValueError:
+                raise ValueError(f"{_label(name)} must be a number, got {raw[name]!r}") from None
+        for name in TEXT_FIELDS:
+            changes[name] = raw[name] or None
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        for required in ("epochs", "batch_size"):
+            if changes[required] is None:
+                changes[required] = defaults[required]
+        changes["preset"] = self.query_one("#f-preset", Select).value
+        tok = self.query_one("#f-tokenizer", Select).value
+        changes["tokenizer"] = None if tok == "default" else tok
+        # A new run never resumes the old one or writes into its folder.
+        changes["resume"] = None
+        config = replace(self.base, **changes) if self.base is not None else TrainConfig(**changes)
+        # The model's shape rules (e.g. d_model divisible by heads) live in ModelConfig; check them now
+        # rather than when the new run starts. The vocabulary size does not matter for these checks.
+        preset_config(config.preset, 256, **config.model_overrides())
+        return config
+
+    def validate_form(self) -> bool:
+        err = self.query_one("#form-error", Static)
+        try:
+            self.result_config = self.build_config()
+        except (GPTMiniError, ValueError, TypeError) as exc:
+            self.result_config = None
+            self.error = str(exc)
+            err.remove_class("-ok")
+            err.update(f"✖ {exc}")
+            return False
+        self.error = None
+        err.add_class("-ok")
+        err.update("✓ ready to start")
+        return True
+
+    # ------------------------------------------------------------ events
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.validate_form()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if self.is_mounted:
+            self.validate_form()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "start":
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+    def action_submit(self) -> None:
+        if self.validate_form():
+            self.dismiss(self.result_config)
+        else:
+            self.app.bell()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def _label(name: str) -> str:
+    for field, label, _p in FIELDS:
+        if field == name:
+            return label
+    return name

@@ -1,0 +1,11 @@
+"""The console's panels, one module each."""
+
+from gptmini_tui.widgets.checkpoints import CheckpointsPanel
+from gptmini_tui.widgets.counters import Counters
+from gptmini_tui.widgets.header import RunHeader
+from gptmini_tui.widgets.log import EventLog
+from gptmini_tui.widgets.loss_plot import LossPlot
+from gptmini_tui.widgets.playground import Playground
+from gptmini_tui.widgets.probs import ProbsView
+
+__all__ = ["CheckpointsPanel", "Counters", "EventLog", "LossPlot", "Playground", "ProbsView", "RunHeader"]

@@ -1,0 +1,199 @@
+"""Training counters: state, epoch/batch/step, tokens, losses, lr, speed, ETA, progress bars."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Label, ProgressBar, Static
+
+from gptmini_tui import fmt
+
+STATE_STYLE = {
+    "starting": ("◌ STARTING", "state-starting"),
+    "running": ("● RUNNING", "state-running"),
+    "paused": ("❚❚ PAUSED", "state-paused"),
+    "pausing": ("❚❚ PAUSING…", "state-paused"),  # shown from the key press until the engine confirms
+    "resuming": ("● RESUMING…", "state-running"),
+    "stopping": ("■ STOPPING", "state-stopping"),
+    "finished": ("✔ FINISHED", "state-finished"),
+    "error": ("✖ ERROR", "state-error"),
+    "attached": ("⇄ ATTACHED", "state-attached"),
+    "idle": ("○ NO RUN", "state-idle"),
+}
+
+
+class StateLabel(Static):
+    """Coloured run state; ``state`` is what tests and the benchmark read."""
+
+    DEFAULT_CSS = """
+    StateLabel { width: 1fr; height: 1; text-style: bold; }
+    StateLabel.state-starting { color: $text-muted; }
+    StateLabel.state-running { color: $success; }
+    StateLabel.state-paused { color: $warning; }
+    StateLabel.state-stopping { color: $warning; }
+    StateLabel.state-finished { color: $accent; }
+    StateLabel.state-error { color: $error; }
+    StateLabel.state-attached { color: $secondary; }
+    StateLabel.state-idle { color: $text-muted; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.state = ""
+        self.detail = ""
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        if state == self.state and detail == self.detail:
+            return
+        text, cls = STATE_STYLE.get(state, (state.upper(), "state-idle"))
+        for _t, c in STATE_STYLE.values():
+            self.remove_class(c)
+        self.add_class(cls)
+        self.state = state
+        self.detail = detail
+        self.update(Text(text + (f"  {detail}" if detail else ""), no_wrap=True, overflow="ellipsis"), layout=False)
+
+
+class Counters(Vertical):
+    """Right-hand stats panel. ``show_step`` takes a ``Step`` event (latest value)."""
+
+    DEFAULT_CSS = """
+    Counters { height: 1fr; padding: 0 1; }
+    Counters #stats { height: auto; }
+    Counters .bar-row { height: 1; }
+    Counters .bar-row Label { width: 6; color: $text-muted; }
+    Counters ProgressBar { width: 1fr; }
+    Counters ProgressBar Bar { width: 1fr; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # children are kept as attributes: updates never depend on a DOM query
+        self.state_label = StateLabel(id="state")
+        self._stats = Static(id="stats")
+        self._epoch_bar = ProgressBar(id="epoch-bar", show_eta=False, total=100)
+        self._run_bar = ProgressBar(id="run-bar", show_eta=False, total=100)
+        self.unsaved: int | None = None  # steps since the last checkpoint (set by the app)
+        self.started_at: float | None = None  # run start (wall clock), for the elapsed time
+        self._step = None
+        self._val_loss: float | None = None
+        self._val_best: float | None = None
+        self._epochs: int | None = None
+        self._last_render: tuple | None = None
+        self._n_rows = -1
+
+    def compose(self) -> ComposeResult:
+        yield self.state_label
+        yield self._stats
+        with Horizontal(classes="bar-row"):
+            yield Label("epoch")
+            yield self._epoch_bar
+        with Horizontal(classes="bar-row"):
+            yield Label("run")
+            yield self._run_bar
+
+    def on_mount(self) -> None:
+        self.render_stats()
+
+    def on_resize(self) -> None:
+        self.render_stats()  # how many optional rows fit depends on the height
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        self.state_label.set_state(state, detail)
+
+    def reset(self, epochs: int | None = None) -> None:
+        self._step = None
+        self._val_loss = None
+        self._val_best = None
+        self._epochs = epochs
+        self.render_stats()
+
+    def set_epochs(self, epochs: int | None) -> None:
+        self._epochs = epochs
+
+    def show_step(self, step) -> None:
+        self._step = step
+        self.render_stats()
+
+    def show_restored(self, step: int, epoch: int, tokens_seen: int) -> None:
+        """After a restore and before the next step: show where training will continue."""
+        old = self._step
+        if old is None:
+            return
+        from dataclasses import replace
+
+        batch = max(0, step - (epoch - 1) * old.batches_per_epoch)
+        self._step = replace(
+            old, step=step, epoch=epoch, batch=batch, tokens_seen=tokens_seen, eta_s=None,
+        )
+        self.render_stats()
+
+    def show_eval(self, val_loss: float | None, best: bool = False) -> None:
+        self._val_loss = val_loss
+        if val_loss is not None and (best or self._val_best is None or val_loss < self._val_best):
+            self._val_best = val_loss
+        self.render_stats()
+
+    def _format_rows(self, rows: list[tuple[str, str, str, str]]) -> Text:
+        """Two label/value column pairs in fixed widths (much cheaper than a Rich Table per update)."""
+        width = max(24, self.size.width or 38)
+        half = width // 2
+        lw = 7 if width < 36 else 8
+        vw = half - lw - 1
+        out = Text(no_wrap=True, overflow="crop")
+        for i, (l1, v1, l2, v2) in enumerate(rows):
+            if i:
+                out.append("\n")
+            out.append(l1.ljust(lw), style="dim")
+            out.append(v1.rjust(vw)[-vw:] + " ")
+            out.append(l2.ljust(lw - 1), style="dim")
+            out.append(v2.rjust(width - half - lw + 1)[-(width - half - lw + 1):])
+        return out
+
+    def render_stats(self) -> None:
+        s = self._step
+        key = (id(s), self._val_loss, self._epochs, self.size.width, self.size.height, self.unsaved)
+        if key == self._last_render:
+            return
+        self._last_render = key
+        rows: list[tuple[str, str, str, str]] = []
+        if s is None:
+            rows.append(("step", "–", "epoch", f"–/{self._epochs or '–'}"))
+            rows.append(("batch", "–", "tokens", "–"))
+            rows.append(("loss", "–", "val", fmt.loss(self._val_loss)))
+            rows.append(("ppl", "–", "lr", "–"))
+            rows.append(("tok/s", "–", "ETA", "–"))
+        else:
+            epochs = self._epochs or max(1, math.ceil(s.total_steps / max(1, s.batches_per_epoch)))
+            rows.append(("step", f"{s.step:,}", "epoch", f"{s.epoch}/{epochs}"))
+            rows.append(("batch", f"{s.batch}/{s.batches_per_epoch}", "tokens", fmt.human_count(s.tokens_seen)))
+            rows.append(("loss", fmt.loss(s.loss_smooth), "val", fmt.loss(self._val_loss)))
+            ppl_src = self._val_loss if self._val_loss is not None else s.loss_smooth
+            rows.append(("ppl", fmt.perplexity(ppl_src), "lr", fmt.lr(s.lr)))
+            rows.append(("tok/s", fmt.human_count(s.tok_per_s, 1), "ETA", fmt.duration(s.eta_s)))
+            if s.mfu is not None or s.gpu_mem_gb is not None:
+                rows.append((
+                    "MFU", "–" if s.mfu is None else f"{100 * s.mfu:.1f}%",
+                    "mem", "–" if s.gpu_mem_gb is None else f"{s.gpu_mem_gb:.1f}G",
+                ))
+            room = self.size.height - 3  # state line + two bars
+            if room >= len(rows) + 1:
+                rows.append(("grad", f"{s.grad_norm:.2f}", "best", fmt.loss(self._val_best)))
+            if room >= len(rows) + 1:
+                elapsed = None if self.started_at is None else max(0.0, s.time - self.started_at)
+                unsaved = "–" if self.unsaved is None else f"{self.unsaved:,}"
+                rows.append(("unsaved", unsaved, "time", fmt.duration(elapsed)))
+        self._stats.update(self._format_rows(rows), layout=len(rows) != self._n_rows)
+        self._n_rows = len(rows)
+        epoch_bar, run_bar = self._epoch_bar, self._run_bar
+        # Whole percents: an update that changes nothing visible is a no-op (reactives compare), so
+        # the bars repaint about once per percent instead of at every counters refresh.
+        if s is None:
+            epoch_bar.update(total=100, progress=0)
+            run_bar.update(total=100, progress=0)
+        else:
+            epoch_bar.update(total=100, progress=int(100 * s.batch / max(1, s.batches_per_epoch)))
+            run_bar.update(total=100, progress=int(100 * min(s.step, s.total_steps) / max(1, s.total_steps)))

@@ -1,0 +1,141 @@
+"""Attach mode (no trainer in the app) and snapshot tests of the whole screen.
+
+Snapshots use attach mode on a static ``metrics.jsonl`` written here with
+fixed timestamps and a fixed clock, so every pixel is deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+
+import pytest
+from tui_helpers import checkpoint_dirs, press, wait_until
+
+from gptmini import events as ev
+from gptmini_tui.app import ATTACHED_REASON, GPTMiniApp
+
+pytestmark = pytest.mark.timeout(60)
+
+T0 = 1_700_000_000.0  # fixed wall clock for the static run
+
+
+def write_static_run(run_dir, steps: int = 240) -> None:
+    """A plausible finished-looking run: loss curve with noise, evals, a sample, paused at the end."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    bpe = 80
+    events: list[ev.Event] = [
+        ev.StateChanged(state="starting", step=0, time=T0),
+        ev.RunStarted(
+            run_name="demo", run_dir=str(run_dir), time=T0 + 1,
+            model_config={"n_layers": 4, "n_heads": 4, "d_model": 128, "context_length": 128, "vocab_size": 65},
+            n_params=812_160, corpus="tiny-shakespeare", corpus_bytes=1_115_394, train_tokens=1_003_854,
+            val_tokens=111_540, tokenizer="char", vocab_size=65, device="cpu", dtype="float32", batch_size=16,
+            grad_accum=1, world_size=1, context_length=128, epochs=3, batches_per_epoch=bpe, total_steps=3 * bpe,
+            start_step=0,
+        ),
+        ev.StateChanged(state="running", step=0, time=T0 + 2),
+    ]
+    smooth = None
+    for s in range(1, steps + 1):
+        loss = 1.6 + 2.6 * math.exp(-s / 45) + 0.12 * math.sin(s * 1.7) * math.cos(s * 0.31)
+        smooth = loss if smooth is None else 0.9 * smooth + 0.1 * loss
+        epoch, batch = (s - 1) // bpe + 1, (s - 1) % bpe + 1
+        events.append(ev.Step(
+            step=s, epoch=epoch, batch=batch, batches_per_epoch=bpe, total_steps=3 * bpe,
+            tokens_seen=s * 2048, loss=loss, loss_smooth=smooth, lr=1e-3 * min(1.0, s / 12), grad_norm=0.8,
+            tok_per_s=20480.0, eta_s=(3 * bpe - s) * 0.1, time=T0 + 2 + 0.1 * s,
+        ))
+        if s % 60 == 0:
+            val = 1.7 + 2.6 * math.exp(-s / 50)
+            events.append(ev.Eval(step=s, epoch=epoch, tokens_seen=s * 2048, val_loss=val, val_ppl=math.exp(val),
+                                  train_loss=smooth, best=True, time=T0 + 2.05 + 0.1 * s))
+            events.append(ev.Sample(step=s, prompt="ROMEO:", text=" the king is not the", time=T0 + 2.06 + 0.1 * s))
+    events.append(ev.StateChanged(state="paused", step=steps, time=T0 + 3 + 0.1 * steps))
+    with (run_dir / "metrics.jsonl").open("w") as fh:
+        for e in events:
+            fh.write(json.dumps(e.to_record()) + "\n")
+
+
+def static_app(tmp_path) -> GPTMiniApp:
+    run_dir = tmp_path / "demo"
+    write_static_run(run_dir)
+    return GPTMiniApp(attach=run_dir, clock=lambda: T0 + 100)
+
+
+async def _loaded(pilot) -> None:
+    app = pilot.app
+    await wait_until(pilot, lambda: len(app.history) == 240 and app.state == "paused", 20, "the static run")
+    app.plot.maybe_redraw(force=True)
+    app._update_counters()
+    await wait_until(pilot, lambda: app.plot.up_to_date, 10, "the plot")
+    # the prompt was filled from the run's sample; its (debounced) distribution request must have answered
+    await wait_until(pilot, lambda: app.probs.message.startswith("no checkpoint"), 10, "the probs panel")
+    await pilot.pause(0.1)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_snapshot_attached_run(snap_compare, tmp_path, size):
+    assert snap_compare(static_app(tmp_path), terminal_size=size, run_before=_loaded)
+
+
+def test_snapshot_help_screen(snap_compare, tmp_path):
+    async def run_before(pilot):
+        await _loaded(pilot)
+        await press(pilot, "question_mark")
+
+    assert snap_compare(static_app(tmp_path), terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_attach_static_run_shows_history_and_disables_controls(tmp_path):
+    app = static_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _loaded(pilot)
+        assert app.header.info["run"] == "demo"
+        assert ATTACHED_REASON in str(app._main.query_one("#notice").render())
+        assert len(app.history.val_loss) == 4
+        for action in ("pause", "save", "restore", "new_run"):
+            assert app.check_action(action, ()) is None  # shown dimmed, does nothing
+        await press(pilot, "s", "n", "space")
+        assert app.trainer is None and app.screen is app._main_screen
+        assert app.checkpoints.save_button.disabled and app.checkpoints.restore_button.disabled
+        # the playground explains that there is nothing to sample yet
+        app.playground.prompt_input.value = "RO"
+        app.generate("RO", ["greedy"])
+        await wait_until(pilot, lambda: app.playground.replies[-1].finished, 10, "the reply")
+        reply = app.playground.replies[-1]
+        assert reply.reason == "error" and "no checkpoint" in reply.status
+
+
+async def test_attach_follows_a_live_run_and_samples_its_newest_checkpoint(tiny_config, tmp_path):
+    from gptmini.engine import Trainer
+
+    run_dir = tmp_path / "run"
+    trainer = Trainer(tiny_config(max_steps=300, eval_interval=100, save_interval=100))
+    thread = threading.Thread(target=trainer.run, daemon=True)
+    thread.start()
+    try:
+        app = GPTMiniApp(attach=run_dir, attach_interval=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.run_started is not None, 30, "RunStarted from metrics.jsonl")
+            await wait_until(pilot, lambda: len(app.history) >= 20, 30, "steps from metrics.jsonl")
+            await wait_until(pilot, lambda: app.checkpoints.infos, 30, "a checkpoint listed")
+            app.playground.prompt_input.value = "the"
+            await press(pilot, "1")
+            app.generate("the", ["greedy"])
+            await wait_until(pilot, lambda: app.playground.replies[-1].finished, 20, "a reply")
+            first = app.playground.replies[-1]
+            assert first.reason == "done", first.status
+            assert first.weights_step in {i.step for i in app.checkpoints.infos}
+            # once the run saves a newer checkpoint, the next reply samples from it
+            await wait_until(pilot, lambda: max(i.step for i in app.checkpoints.infos) > first.weights_step, 40,
+                             "a newer checkpoint")
+            app.generate("the", ["greedy"])
+            await wait_until(pilot, lambda: app.playground.replies[-1].finished, 20, "a second reply")
+            assert app.playground.replies[-1].weights_step > first.weights_step
+            assert app.trainer is None
+    finally:
+        trainer.stop(save=False)
+        thread.join(30)
+    assert checkpoint_dirs(run_dir)

@@ -1,0 +1,118 @@
+"""Fast unit tests of the console's building blocks (no app, no training)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gptmini import events as ev
+from gptmini_tui import fmt
+from gptmini_tui.bridge import EngineBridge
+from gptmini_tui.history import LossHistory, downsample
+from gptmini_tui.messages import EngineEvent, HistoryReset, ReplyProgress, StepProgress
+from gptmini_tui.settings import PlaygroundSettings
+
+
+def step(i: int, loss: float = 2.0, bpe: int = 100) -> ev.Step:
+    return ev.Step(step=i, epoch=(i - 1) // bpe + 1, batch=(i - 1) % bpe + 1, batches_per_epoch=bpe,
+                   total_steps=10 * bpe, tokens_seen=i * 128, loss=loss, loss_smooth=loss, lr=1e-3,
+                   grad_norm=1.0, tok_per_s=1000.0, eta_s=1.0)
+
+
+def test_history_keeps_everything_and_downsamples_to_the_width():
+    h = LossHistory()
+    for i in range(1, 100_001):
+        h.add_step(i, i * 128, i / 1000, 3.0 + math.sin(i), 3.0)
+    assert len(h) == 100_000
+    view = h.view("steps", buckets=100)
+    assert view.n_points == 100_000
+    assert len(view.smooth_x) == 100 and len(view.raw_x) == 200  # a min and a max per bucket
+    assert min(view.raw_y) == pytest.approx(2.0, abs=1e-3) and max(view.raw_y) == pytest.approx(4.0, abs=1e-3)
+    tokens = h.view("tokens", buckets=10)
+    assert tokens.smooth_x[-1] > 10_000_000
+
+
+def test_history_truncates_on_restore_and_on_repeated_steps():
+    h = LossHistory()
+    for i in range(1, 101):
+        h.add_step(i, i, i, 1.0, 1.0)
+        if i % 10 == 0:
+            h.add_eval(i, i, i, 0.5)
+    v0 = h.version
+    h.truncate_after(42)
+    assert list(h.step)[-1] == 42 and list(h.val_step) == [10, 20, 30, 40] and h.version > v0
+    h.add_step(30, 30, 30, 1.0, 1.0)  # a resume from an older step drops the stale tail by itself
+    assert list(h.step) == list(range(1, 31))
+
+
+def test_downsample_skips_non_finite_losses():
+    x = np.arange(10, dtype=float)
+    raw = np.array([1, 2, np.nan, 4, 5, np.inf, 7, 8, 9, 10], dtype=float)
+    rx, ry, sx, sy = downsample(x, raw, raw, buckets=100)
+    assert all(math.isfinite(v) for v in ry + sy) and len(ry) == 8
+
+
+def test_bridge_coalesces_steps_but_records_every_one():
+    posted = []
+    bridge = EngineBridge(posted.append, min_interval=10.0)
+    for i in range(1, 5001):
+        bridge(step(i))
+    steps_posted = [m for m in posted if isinstance(m, StepProgress)]
+    assert len(steps_posted) == 1  # the first; the rest wait for the interval (the UI timer reads latest_step)
+    assert len(bridge.history) == 5000 and bridge.latest_step.step == 5000 and bridge.steps_seen == 5000
+    assert StepProgress(step(1)).can_replace(StepProgress(step(2)))
+    assert not StepProgress(step(1)).can_replace(EngineEvent(step(2)))
+    assert ReplyProgress(1, "a", 1).can_replace(ReplyProgress(1, "ab", 2))
+    assert not ReplyProgress(1, "a", 1).can_replace(ReplyProgress(2, "b", 1))
+
+
+def test_bridge_rewinds_history_on_restore_and_never_raises():
+    posted = []
+    bridge = EngineBridge(posted.append)
+    for i in range(1, 201):
+        bridge(step(i))
+    bridge(ev.Eval(step=100, epoch=1, tokens_seen=12800, val_loss=1.5, val_ppl=4.5, train_loss=1.6, best=True))
+    bridge(ev.Eval(step=200, epoch=2, tokens_seen=25600, val_loss=1.4, val_ppl=4.0, train_loss=1.5, best=True))
+    bridge(ev.CheckpointRestored(step=120, epoch=2, tokens_seen=120 * 128, path="x"))
+    assert bridge.history.last_step == 120 and list(bridge.history.val_step) == [100]
+    assert bridge.latest_step is None and bridge.latest_eval is None
+    assert any(isinstance(m, HistoryReset) and m.step == 120 for m in posted)
+    assert isinstance(posted[-1], EngineEvent) and isinstance(posted[-1].event, ev.CheckpointRestored)
+
+    def broken(_message):
+        raise RuntimeError("UI gone")
+
+    EngineBridge(broken)(step(1))  # a subscriber must never break the training loop
+    closed = EngineBridge(posted.append)
+    closed.close()
+    n = len(posted)
+    closed(step(1))
+    assert len(posted) == n
+
+
+def test_playground_settings_map_to_sampling_settings():
+    s = PlaygroundSettings()
+    assert s.sampling("greedy").describe() == "greedy"
+    t = s.with_strategy("temperature").with_temperature(+1).with_temperature(+1)
+    assert t.sampling().temperature == pytest.approx(1.2) and t.sampling().top_k is None
+    k = s.with_strategy("top-k").with_param(-1)
+    assert k.top_k == 20 and k.sampling().top_k == 20 and k.sampling().top_p is None
+    p = s.with_strategy("top-p").with_param(+1).with_param(+1).with_param(+1)
+    assert p.top_p == 1.0 and p.sampling().top_p == 1.0
+    for _ in range(50):
+        t = t.with_temperature(-1)
+    assert t.temperature == pytest.approx(0.1)
+    assert s.with_strategy("top-k").with_param(+1, vocab_size=44).top_k == 44  # never above the vocabulary
+    assert s.fit_vocab(30).top_k == 30
+    for strategy in ("greedy", "temperature", "top-k", "top-p"):
+        s.sampling(strategy).validate(65)
+
+
+def test_formatting_helpers():
+    assert fmt.human_count(1_234_567) == "1.23M" and fmt.human_count(999) == "999"
+    assert fmt.duration(65) == "1m05s" and fmt.duration(None) == "–" and fmt.duration(3 * 3600 + 60) == "3h01m"
+    assert fmt.lr(3e-4) == "3.0e-4" and fmt.loss(float("nan")) == "nan"
+    assert fmt.perplexity(1.0) == "2.72" and fmt.perplexity(1000.0) == "inf"
+    assert fmt.token_repr(" the\n") == "␣the\\n" and fmt.token_repr("") == "∅"
