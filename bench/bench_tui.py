@@ -55,17 +55,24 @@ def make_corpus(path: Path, n_bytes: int = 200_000) -> Path:
     return path
 
 
+THREADS: int | None = None  # --threads: passed to every run as TrainConfig.threads / gptmini-tui --threads
+
+
+def _threads() -> dict:
+    return {"threads": THREADS} if THREADS else {}
+
+
 def tiny_options(corpus: Path, out: Path, steps: int) -> dict:
     return dict(
         data=[str(corpus)], tokenizer="char", n_layers=1, d_model=32, n_heads=2, context=32, batch_size=4,
-        max_steps=steps, eval_interval=100_000, save_interval=100_000, out=str(out), seed=1,
+        max_steps=steps, eval_interval=100_000, save_interval=100_000, out=str(out), seed=1, **_threads(),
     )
 
 
 def demo_options(corpus: Path, out: Path, steps: int) -> dict:
     """The out-of-the-box CPU run: the cpu-demo preset (4 layers, d_model 128, context 128, batch 16)."""
     return dict(data=[str(corpus)], tokenizer="char", max_steps=steps, eval_interval=100_000,
-                save_interval=100_000, out=str(out), seed=1)
+                save_interval=100_000, out=str(out), seed=1, **_threads())
 
 
 def cli_args(opts: dict) -> list[str]:
@@ -326,7 +333,8 @@ def main() -> int:
     ap.add_argument("--demo-steps", type=int, default=100, help="steps per cpu-demo throughput run (100)")
     ap.add_argument("--demo-pairs", type=int, default=4, help="cpu-demo headless/app pairs (4; 0 skips)")
     ap.add_argument("--toggles", type=int, default=15, help="pause/resume round trips for the latency (15)")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads, passed to every run as --threads (default: torch's)")
     ap.add_argument("--record", action="store_true", help="append the result table to bench/README_tui.md")
     ap.add_argument("--skip-throughput", action="store_true", help="only the pseudo-terminal part (quick)")
     args = ap.parse_args()
@@ -334,6 +342,8 @@ def main() -> int:
     import torch
     import textual
 
+    global THREADS
+    THREADS = args.threads
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="gptmini-bench-tui-"))

@@ -61,6 +61,7 @@ TYPING_BLOCKED = (
     "strategy", "temperature", "param", "cycle_axis", "next_panel", "refresh_probs", "quit",
 )
 PANELS = ("tab-play", "tab-ckpt", "tab-log")
+PROBS_MAX_WAIT = 1.0  # seconds a debounced next-token request may be pushed back
 LOUD_SAVE_REASONS = {"manual", "quit", "new-run", "stop", "final"}  # automatic saves only go to the log
 
 
@@ -175,6 +176,7 @@ class GPTMiniApp(App[int]):
         self.generating = False
         self._probs_request = 0
         self._probs_timer = None
+        self._probs_due_by = 0.0
         self._sampling_lock = threading.Lock()
         self._sampling: _Sampling | None = None
         # attach mode
@@ -1055,13 +1057,22 @@ class GPTMiniApp(App[int]):
 
     # ------------------------------------------------- next-token distribution
     def _schedule_probs(self, delay: float = 0.3, fresh: bool = False) -> None:
+        """Debounced request for the next-token distribution.
+
+        Each call restarts the delay (typing, key repeats), but a pending request is never pushed back
+        more than ``PROBS_MAX_WAIT`` past the first call: a steady stream of triggers (evals of a fast
+        run arrive every fraction of a second) must not starve it.
+        """
         if fresh:
             with self._sampling_lock:
                 if self._sampling is not None and not self.attached:
                     self._sampling.taken = 0.0  # let the next request take a new snapshot
-        if self._probs_timer is not None:
+        now = time.monotonic()
+        if self._probs_timer is None:
+            self._probs_due_by = now + PROBS_MAX_WAIT
+        else:
             self._probs_timer.stop()
-        self._probs_timer = self.set_timer(delay, self._request_probs)
+        self._probs_timer = self.set_timer(min(delay, max(0.0, self._probs_due_by - now)), self._request_probs)
 
     def action_refresh_probs(self) -> None:
         self._schedule_probs(delay=0.0, fresh=True)
@@ -1070,6 +1081,7 @@ class GPTMiniApp(App[int]):
         if not self.ui_alive:
             return
         self._probs_timer = None
+        self._probs_due_by = 0.0
         if self.run_started is None and not self.attached:
             return
         prompt = self.playground.prompt_input.value
