@@ -41,6 +41,7 @@ from gptmini.errors import ConfigError, CorpusError, GPTMiniError, TokenizerErro
 from gptmini.metrics import MetricsWriter
 from gptmini.model import GPT
 from gptmini.optim import lr_at, make_optimizer
+from gptmini.staging import StagingPool, spec_of
 from gptmini.train_config import TrainConfig
 
 Subscriber = Callable[[ev.Event], None]
@@ -79,7 +80,8 @@ def default_run_name(cfg: TrainConfig) -> str:
 class _CheckpointWriter:
     """Writes checkpoints on a background thread; results come back on a queue."""
 
-    def __init__(self) -> None:
+    def __init__(self, staging: StagingPool) -> None:
+        self.staging = staging
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.done: queue.SimpleQueue = queue.SimpleQueue()
         self._pending = 0
@@ -100,6 +102,14 @@ class _CheckpointWriter:
             job = self._jobs.get()
             if job is None:
                 return
+            if "prefault" in job:
+                try:
+                    self.staging.prefault(job["prefault"])
+                except Exception:  # noqa: BLE001 - out of memory here only means the first save allocates
+                    pass
+                finally:
+                    self._job_done()
+                continue
             try:
                 path = save_checkpoint(
                     job["run_dir"], job["step"], job["model"], job["optimizer"], job["manifest"],
@@ -109,10 +119,14 @@ class _CheckpointWriter:
             except Exception as exc:  # disk full, permissions...
                 self.done.put((job, None, exc))
             finally:
-                with self._lock:
-                    self._pending -= 1
-                    if self._pending == 0:
-                        self._idle.set()
+                self.staging.release(job["staged"])
+                self._job_done()
+
+    def _job_done(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         return self._idle.wait(timeout)
@@ -376,7 +390,8 @@ class Trainer:
         self.log_interval = cfg.log_interval or (1 if device.type == "cpu" else 10)
         self.peak = peak_flops(device)
         self.flops_per_token = model.flops_per_token()
-        self._writer = _CheckpointWriter()
+        self._writer = _CheckpointWriter(StagingPool(pin=device.type == "cuda"))
+        self._prefault_sent = False
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._write_config_json()
@@ -442,6 +457,8 @@ class Trainer:
                 reason = "completed"
                 break
             self._train_step()
+            if not self._prefault_sent:
+                self._prefault_staging()
             self.step += 1
             self.batch_in_epoch += 1
             self.tokens_seen += self.tokens_per_step
@@ -683,6 +700,19 @@ class Trainer:
             out["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         return out
 
+    def _state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Live model and optimizer tensors (no copies), prefixed ``model.`` / ``optim.``; optimizer metadata."""
+        sources = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt_tensors, opt_meta = flatten_optimizer_state(self.optimizer.state_dict())
+        sources.update({f"optim.{k}": v for k, v in opt_tensors.items()})
+        return sources, opt_meta
+
+    def _prefault_staging(self) -> None:
+        """Once the optimizer state exists, let the writer map a staging buffer set ahead of the first save."""
+        self._prefault_sent = True
+        if self.is_main:
+            self._writer.submit({"prefault": spec_of(self._state_tensors()[0])})
+
     def _save(self, reason: str, best: bool = False) -> Path | None:
         """Copy the state to host memory now; write it on the writer thread."""
         self._flush_losses(wait=True)  # never save weights that already produced a NaN (all ranks)
@@ -690,9 +720,10 @@ class Trainer:
             self.steps_since_save = 0
             return None
         t0 = time.perf_counter()
-        model_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        opt_tensors, opt_meta = flatten_optimizer_state(self.optimizer.state_dict())
-        opt_tensors = {k: v.to("cpu", copy=True) for k, v in opt_tensors.items()}
+        sources, opt_meta = self._state_tensors()
+        staged = self._writer.staging.copy(sources)  # into reused host buffers: no fresh page faults
+        model_state = {k[len("model."):]: v for k, v in staged.items() if k.startswith("model.")}
+        opt_tensors = {k[len("optim."):]: v for k, v in staged.items() if k.startswith("optim.")}
         opt_tensors.update(self._rng_tensors())
         manifest = {
             "model_config": self.model_config.to_dict(),
@@ -716,7 +747,8 @@ class Trainer:
         self._excluded += blocked
         self._writer.submit({"run_dir": self.run_dir, "step": self.step, "model": model_state,
                              "optimizer": opt_tensors, "manifest": manifest, "best": best,
-                             "keep_last": self.config.keep_last, "reason": reason, "blocked": blocked})
+                             "keep_last": self.config.keep_last, "reason": reason, "blocked": blocked,
+                             "staged": staged})
         self.steps_since_save = 0
         from gptmini.checkpoint import checkpoint_name
 
@@ -745,6 +777,7 @@ class Trainer:
             self._writer.wait_idle(timeout=600)
             self._drain_saves()
             self._writer.close()
+            self._writer.staging.clear()
 
     def _restore(self, path: Path) -> int:
         self._flush_losses(wait=True)
