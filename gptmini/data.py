@@ -19,21 +19,25 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from gptmini.corpus import DOC_SEPARATOR, Corpus, cache_root
 from gptmini.errors import ConfigError, CorpusError
 from gptmini.tokenizer import EOT_TEXT, Tokenizer
 
+if TYPE_CHECKING:
+    import torch
+
 CACHE_FORMAT = 1
 ProgressFn = Callable[[int, int], None]
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple["torch.Tensor", "torch.Tensor"]  # torch is imported when batches are made
 
 
 def tokens_cache_dir() -> Path:
@@ -118,6 +122,43 @@ class TokenData:
         tokens = np.memmap(path, dtype=tokenizer.dtype, mode="r")
         n_train = split_point(tokens.shape[0], val_fraction)
         return cls(tokens=tokens, n_train=n_train, val_fraction=val_fraction, path=path, from_cache=from_cache)
+
+
+class TokenisingProgress:
+    """``TokenData.build``'s progress calls as ``DataProgress`` events: at most 5 per second, then ``finish``."""
+
+    def __init__(self, emit: Callable[[Any], None], corpus: Corpus, tokenizer_name: str) -> None:
+        self.emit, self.corpus, self.tokenizer_name = emit, corpus, tokenizer_name
+        self.t0 = self._last = time.perf_counter()
+
+    def _event(self, done: int, from_cache: bool):
+        from gptmini.events import DataProgress
+
+        return DataProgress(corpus=self.corpus.name, tokenizer=self.tokenizer_name, done_bytes=done,
+                            total_bytes=self.corpus.n_bytes, from_cache=from_cache,
+                            elapsed_s=time.perf_counter() - self.t0)
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done < total and now - self._last >= 0.2:
+            self._last = now
+            self.emit(self._event(done, False))
+
+    def finish(self, token_data: TokenData) -> None:
+        self.emit(self._event(self.corpus.n_bytes, token_data.from_cache))
+
+
+def tokenize_corpus(
+    corpus: Corpus, tokenizer_name: str, *, val_fraction: float = 0.1, progress: ProgressFn | None = None
+) -> tuple[Tokenizer, TokenData]:
+    """The tokenizer for ``corpus`` (a char vocabulary is read from it) and its cached token data.
+
+    Used by the engine before a run and by ``gptmini prepare``; it never imports torch.
+    """
+    from gptmini.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(tokenizer_name, corpus.iter_text() if tokenizer_name == "char" else None)
+    return tokenizer, TokenData.build(corpus, tokenizer, val_fraction=val_fraction, progress=progress)
 
 
 def split_point(n_tokens: int, val_fraction: float) -> int:
@@ -218,6 +259,8 @@ def _check_batch(n_windows: int, context_length: int, batch_size: int, world_siz
 
 def _gather(tokens: np.ndarray, starts: np.ndarray, context_length: int, pin_memory: bool = False) -> Batch:
     """x, y int64 tensors for windows starting at ``starts`` (one fancy-index, no per-token loop)."""
+    import torch
+
     rows = starts[:, None] + np.arange(context_length + 1, dtype=np.int64)
     block = torch.from_numpy(np.asarray(tokens)[rows].astype(np.int64))
     x, y = block[:, :-1].contiguous(), block[:, 1:].contiguous()

@@ -303,8 +303,8 @@ class Trainer:
     # ------------------------------------------------------------- setup
     def _setup(self) -> None:
         from gptmini.corpus import load_corpus
-        from gptmini.data import Batches, TokenData, check_fits, eval_batches
-        from gptmini.tokenizer import build_tokenizer, tokenizer_from_description
+        from gptmini.data import Batches, TokenData, TokenisingProgress, check_fits, eval_batches, tokenize_corpus
+        from gptmini.tokenizer import tokenizer_from_description
 
         cfg = self.config
         resume = None
@@ -325,13 +325,17 @@ class Trainer:
         setup_backends(device)
 
         corpus = load_corpus(cfg.data, cfg.corpus)
+        self.corpus = corpus
+        progress = TokenisingProgress(self._emit, corpus, cfg.tokenizer_name if resume is None else
+                                      resume.manifest["tokenizer"].get("name", "?"))
         if resume is not None:
             self.tokenizer = tokenizer_from_description(resume.manifest["tokenizer"])
+            self.token_data = TokenData.build(corpus, self.tokenizer, val_fraction=cfg.val_fraction,
+                                              progress=progress)
         else:
-            name = cfg.tokenizer_name  # only the char vocabulary needs to see the text
-            self.tokenizer = build_tokenizer(name, corpus.iter_text() if name == "char" else None)
-        self.corpus = corpus
-        self.token_data = TokenData.build(corpus, self.tokenizer, val_fraction=cfg.val_fraction)
+            self.tokenizer, self.token_data = tokenize_corpus(corpus, cfg.tokenizer_name,
+                                                              val_fraction=cfg.val_fraction, progress=progress)
+        progress.finish(self.token_data)
 
         if resume is not None:
             saved = dict(resume.manifest["model_config"])
@@ -339,7 +343,7 @@ class Trainer:
                 saved["dropout"] = cfg.dropout
             model_cfg = ModelConfig.from_dict(saved)
             wanted = preset_config(cfg.preset, self.tokenizer.vocab_size, **cfg.model_overrides())
-            explicit_dims = {k for k in ("n_layers", "n_heads", "d_model", "context") if k in cfg.explicit}
+            explicit_dims = {k for k in ("n_layers", "n_heads", "d_model", "context", "bias") if k in cfg.explicit}
             if explicit_dims or "preset" in cfg.explicit:
                 check_model_config(saved, wanted.with_overrides(dropout=model_cfg.dropout), resume.path)
         else:
@@ -352,7 +356,8 @@ class Trainer:
         random.seed(cfg.seed)
         model = GPT(model_cfg).to(device)
         self.model = model
-        self.optimizer = make_optimizer(model, self._lr, cfg.weight_decay, device_type=device.type)
+        self.optimizer = make_optimizer(model, self._lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
+                                        device_type=device.type)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision.use_scaler else None
 
         self.batches = Batches(self.token_data.train, T, cfg.batch_size, stride=cfg.stride, seed=cfg.seed,

@@ -28,6 +28,20 @@ def _now() -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class DataProgress(Event):
+    """Tokenising the corpus before the run starts (a few per second; the last has done == total)."""
+
+    kind: ClassVar[str] = "data_progress"
+    corpus: str
+    tokenizer: str
+    done_bytes: int
+    total_bytes: int
+    from_cache: bool  # the token cache already held this corpus: nothing to tokenise
+    elapsed_s: float
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
 class RunStarted(Event):
     kind: ClassVar[str] = "run_started"
     run_name: str
@@ -159,7 +173,7 @@ class Finished(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (RunStarted, Step, Eval, Sample, CheckpointSaved, CheckpointRestored, StateChanged, Warning, Error, Finished)
+    for cls in (DataProgress, RunStarted, Step, Eval, Sample, CheckpointSaved, CheckpointRestored, StateChanged, Warning, Error, Finished)
 }
 
 

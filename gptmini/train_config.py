@@ -24,7 +24,7 @@ else:  # pragma: no cover
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 TOKENIZERS = ("gpt2", "char")
-MODEL_FIELDS = ("n_layers", "n_heads", "d_model", "context", "dropout")
+MODEL_FIELDS = ("n_layers", "n_heads", "d_model", "context", "dropout", "bias")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class TrainConfig:
     d_model: int | None = None
     context: int | None = None
     dropout: float | None = None
+    bias: bool | None = None  # biases in linear layers and LayerNorms (default: the preset's; GPT-2 has them)
     # optimisation
     epochs: int = 10
     max_steps: int | None = None  # overrides epochs when set
@@ -52,6 +53,8 @@ class TrainConfig:
     warmup_steps: int | None = None  # default: 5 % of the run, at most 200
     lr_decay_steps: int | None = None  # default: the run's total steps
     weight_decay: float = 0.1
+    beta1: float = 0.9  # AdamW betas (nanoGPT's defaults; the book uses 0.999 for beta2)
+    beta2: float = 0.95
     grad_clip: float = 1.0
     # evaluation and samples
     eval_interval: int = 100
@@ -108,6 +111,12 @@ class TrainConfig:
             raise ConfigError(f"--min-lr ({self.min_lr}) must not exceed --lr ({self.lr})")
         if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"--weight-decay must be zero or positive, got {self.weight_decay!r}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not (_is_number(value) and 0.0 <= value < 1.0):
+                raise ConfigError(f"--{name} must be in [0, 1), got {value!r}")
+        if self.bias is not None and not isinstance(self.bias, bool):
+            raise ConfigError(f"bias must be true or false, got {self.bias!r}")
         if not (_is_number(self.grad_clip) and self.grad_clip >= 0):
             raise ConfigError(f"--grad-clip must be zero (off) or positive, got {self.grad_clip!r}")
         if not (_is_number(self.val_fraction) and 0.0 < self.val_fraction < 0.5):
@@ -134,6 +143,8 @@ class TrainConfig:
             "d_model": self.d_model,
             "context_length": self.context,
             "dropout": self.dropout,
+            "bias": self.bias,
+            "qkv_bias": False if self.bias is False else None,  # --no-bias: none anywhere, as nanoGPT's bias=False
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -37,6 +37,7 @@ def run(*args, cwd, timeout=240):
         (["--d-model", "30", "--n-heads", "4"], "d_model (30) must be divisible by n_heads (4)"),
         (["--data", "missing.txt"], "missing.txt"),
         (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
+        (["--beta2", "1"], "--beta2 must be in [0, 1), got 1.0"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -114,3 +115,22 @@ def test_ctrl_c_saves_prints_how_to_resume_and_exits_zero(tiny_text, tmp_path):
 def test_no_command_prints_help(tmp_path):
     out = run(cwd=tmp_path)
     assert out.returncode == 2 and "train" in out.stdout
+
+
+def test_prepare_tokenises_without_torch_then_train_starts_from_the_cache(tmp_path):
+    corpus = tmp_path / "prep.txt"
+    corpus.write_text("".join(f"Line {i}: a corpus prepared ahead of training.\n" for i in range(400)))
+    code = ("import sys; from gptmini.cli import main; rc = main(sys.argv[1:]); "
+            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code, "prepare", "--data", str(corpus), "--tokenizer", "char"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "tokenised prep" in out.stdout and "char tokens" in out.stdout and "TORCH False" in out.stdout
+    again = run("prepare", "--data", str(corpus), "--tokenizer", "char", cwd=tmp_path)
+    assert again.returncode == 0 and "already in the cache" in again.stdout
+    trained = run("train", "--data", str(corpus), *TINY, "--tokenizer", "char", "--max-steps", "2",
+                  "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "tokenised" not in trained.stdout  # the cache already held these tokens
+    bad = run("prepare", "--data", str(tmp_path / "missing.txt"), cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "missing.txt" in bad.stderr

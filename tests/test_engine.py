@@ -245,3 +245,36 @@ def test_out_of_memory_is_an_error_event_with_advice_and_the_process_lives(tiny_
     err = rec.of(ev.Error)[0]
     assert err.error_kind == "oom" and "--batch-size" in err.message and "--context" in err.message
     assert trainer.state == "error"
+
+
+def test_tokenising_progress_is_reported_then_the_cache_is_used(tiny_text, tmp_path):
+    corpus = tmp_path / "own.txt"  # text no other test has put in the token cache
+    corpus.write_text(tiny_text.read_text() + "\nA line only this test tokenises.\n")
+
+    def data_events(out):
+        rec = Recorder()
+        trainer = Trainer(tiny_config(corpus, tmp_path / out, max_steps=1))
+        trainer.subscribe(rec)
+        trainer.run()
+        kinds = [type(e) for e in rec.events]
+        assert kinds.index(ev.DataProgress) < kinds.index(ev.RunStarted)  # before the run, while it tokenises
+        return rec.of(ev.DataProgress)
+
+    first = data_events("a")
+    size = corpus.stat().st_size
+    assert first[-1].done_bytes == first[-1].total_bytes == size and not first[-1].from_cache
+    assert all(e.done_bytes < size for e in first[:-1])
+    assert [e.done_bytes for e in first] == sorted(e.done_bytes for e in first)
+    second = data_events("b")
+    assert len(second) == 1 and second[0].from_cache
+
+
+def test_no_bias_and_adamw_betas_reach_the_model_and_optimizer(tiny_text, tmp_path):
+    """nanoGPT's bias=False and beta2=0.99 (its shakespeare-char settings) are options, not silently ignored."""
+    trainer = Trainer(tiny_config(tiny_text, tmp_path / "run", max_steps=2, bias=False, beta1=0.8, beta2=0.99))
+    trainer.run()
+    names = [n for n, _ in trainer.model.named_parameters()]
+    assert names and not [n for n in names if n.endswith(".bias")]
+    assert all(g["betas"] == (0.8, 0.99) for g in trainer.optimizer.param_groups)
+    ckpt = load_checkpoint(trainer.last_checkpoint)
+    assert ckpt.manifest["model_config"]["bias"] is False and ckpt.manifest["train_config"]["beta2"] == 0.99

@@ -33,3 +33,21 @@ def test_no_library_module_mentions_textual_imports():
         for line in path.read_text().splitlines():
             s = line.strip()
             assert not (s.startswith("import textual") or s.startswith("from textual")), f"{path}: {s}"
+
+
+LIGHT = r"""
+import sys
+import gptmini, gptmini.corpus, gptmini.tokenizer, gptmini.data, gptmini.cli, gptmini.config, gptmini.events
+from gptmini.cli import build_parser
+build_parser()
+print("TORCH:" + str("torch" in sys.modules))
+from gptmini import GPT  # the model is still one attribute away
+print("AFTER:" + str("torch" in sys.modules))
+"""
+
+
+def test_tokenising_and_option_parsing_do_not_import_torch():
+    """Corpus/tokenizer/data tools run without torch's ~200 MB; option errors appear without its 2 s import."""
+    out = subprocess.run([sys.executable, "-c", LIGHT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "TORCH:False" in out.stdout and "AFTER:True" in out.stdout, out.stdout

@@ -25,23 +25,38 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
+def add_data_arguments(p: argparse.ArgumentParser, *, windows: bool = True) -> argparse._ArgumentGroup:
     S = argparse.SUPPRESS
     data = p.add_argument_group("data")
     data.add_argument("--data", nargs="+", metavar="PATH", default=S,
                       help="text files, folders (.txt/.md inside) or globs; default: the embedded Python reference")
     data.add_argument("--corpus", metavar="NAME", default=S, help="a named corpus: the-verdict, tiny-shakespeare")
     data.add_argument("--tokenizer", choices=TOKENIZERS, default=S, help="gpt2 (BPE) or char; default: the preset's")
-    data.add_argument("--val-fraction", type=float, metavar="F", default=S, help="share of tokens for validation (0.1)")
-    data.add_argument("--stride", type=int, metavar="N", default=S, help="tokens between window starts (= context)")
-    model = p.add_argument_group("model")
-    model.add_argument("--preset", choices=list(PRESETS), metavar="NAME", default=S,
+    if windows:
+        data.add_argument("--val-fraction", type=float, metavar="F", default=S,
+                          help="share of tokens for validation (0.1)")
+        data.add_argument("--stride", type=int, metavar="N", default=S, help="tokens between window starts (= context)")
+    return data
+
+
+def add_preset_argument(group) -> None:
+    group.add_argument("--preset", choices=list(PRESETS), metavar="NAME", default=argparse.SUPPRESS,
                        help=f"model size: {', '.join(PRESETS)} (default cpu-demo)")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS
+    add_data_arguments(p)
+    model = p.add_argument_group("model")
+    add_preset_argument(model)
     model.add_argument("--n-layers", type=int, metavar="N", default=S)
     model.add_argument("--n-heads", type=int, metavar="N", default=S)
     model.add_argument("--d-model", type=int, metavar="N", default=S)
     model.add_argument("--context", type=int, metavar="N", default=S, help="context length in tokens")
     model.add_argument("--dropout", type=float, metavar="F", default=S)
+    model.add_argument("--bias", action=argparse.BooleanOptionalAction, default=S,
+                       help="biases in linear layers and LayerNorms; --no-bias: none at all, as nanoGPT's "
+                            "bias=False (default: the preset's; GPT-2 has them)")
     opt = p.add_argument_group("training")
     opt.add_argument("--epochs", type=int, metavar="N", default=S, help="passes over the data (10)")
     opt.add_argument("--max-steps", type=int, metavar="N", default=S, help="optimizer steps; overrides --epochs")
@@ -52,6 +67,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_argument("--warmup-steps", type=int, metavar="N", default=S)
     opt.add_argument("--lr-decay-steps", type=int, metavar="N", default=S, help="cosine length (the run's steps)")
     opt.add_argument("--weight-decay", type=float, metavar="F", default=S)
+    opt.add_argument("--beta1", type=float, metavar="F", default=S, help="AdamW beta1 (0.9)")
+    opt.add_argument("--beta2", type=float, metavar="F", default=S, help="AdamW beta2 (0.95; the book: 0.999)")
     opt.add_argument("--grad-clip", type=float, metavar="F", default=S, help="max gradient norm (1.0; 0 = off)")
     ev = p.add_argument_group("evaluation")
     ev.add_argument("--eval-interval", type=int, metavar="N", default=S, help="steps between evaluations (100)")

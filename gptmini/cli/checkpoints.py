@@ -8,7 +8,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from gptmini.checkpoint import export_weights, find_runs, list_checkpoints
 from gptmini.errors import CheckpointError
 
 
@@ -46,6 +45,8 @@ def _loss(x) -> str:
 
 
 def run_list(args) -> int:
+    from gptmini.checkpoint import find_runs, list_checkpoints
+
     root = Path(args.path)
     if not root.exists():
         raise CheckpointError(f"no such folder: {root}")
@@ -62,7 +63,7 @@ def run_list(args) -> int:
         for c in list_checkpoints(run_dir):
             marks = " ".join(m for m, on in (("latest", c.is_latest), ("best", c.is_best)) if on)
             if c.error:
-                marks = f"[red]unreadable[/]"
+                marks = "[red]unreadable[/]"
             table.add_row(c.name, str(c.step), "-" if c.epoch is None else str(c.epoch),
                           "-" if c.tokens_seen is None else f"{c.tokens_seen:,}", _loss(c.train_loss),
                           _loss(c.val_loss), _size(c.size_bytes), _age(now - c.mtime), marks)
@@ -71,6 +72,8 @@ def run_list(args) -> int:
 
 
 def run_export(args) -> int:
+    from gptmini.checkpoint import export_weights
+
     out = export_weights(args.checkpoint, args.out)
     print(f"wrote {out} ({_size(out.stat().st_size)})")
     return 0

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from gptmini.errors import GPTMiniError, SamplingError
-from gptmini.sampling import STRATEGIES, Candidate, SamplingSettings
+from gptmini.sampling_settings import STRATEGIES, Candidate, SamplingSettings
 
 DEFAULT_PROMPT = "The "
 

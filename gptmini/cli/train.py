@@ -12,7 +12,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gptmini import events as ev
 from gptmini.cli.args import add_train_arguments, train_config_from_args
-from gptmini.engine import Trainer
 from gptmini.errors import GPTMiniError
 
 
@@ -34,6 +33,9 @@ class ConsoleReporter:
         self.live = console.is_terminal
         self.progress: Progress | None = None
         self.task = None
+        self.data_bar: Progress | None = None  # tokenising, before the run starts
+        self.data_task = None
+        self.data_announced = False
         self.val: float | None = None
         self.errors: list[ev.Error] = []
         self.last_saved: str | None = None
@@ -44,6 +46,8 @@ class ConsoleReporter:
             self._step(e)
         elif isinstance(e, ev.RunStarted):
             self._started(e)
+        elif isinstance(e, ev.DataProgress):
+            self._data(e)
         elif isinstance(e, ev.Eval):
             self.val = e.val_loss
             mark = "  (best)" if e.best else ""
@@ -69,6 +73,31 @@ class ConsoleReporter:
 
     def _print(self, text: str) -> None:
         (self.progress.console if self.progress else self.console).print(text, highlight=False)
+
+    def _data(self, e: ev.DataProgress) -> None:
+        """Tokenising a corpus the cache does not hold yet: a transient bar (or one line), then a summary."""
+        what = f"{e.corpus} ({e.total_bytes / 1e6:.1f} MB, {e.tokenizer})"
+        if e.done_bytes < e.total_bytes:
+            if self.data_bar is None and not self.data_announced:
+                self.data_announced = True
+                if not self.live:
+                    self._print(f"tokenising {what} ...")
+                    return
+                self.data_bar = Progress(
+                    TextColumn("{task.description}"), BarColumn(bar_width=24),
+                    TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
+                    console=self.console, transient=True, refresh_per_second=4)
+                self.data_task = self.data_bar.add_task(f"tokenising {what}", total=e.total_bytes)
+                self.data_bar.start()
+            if self.data_bar is not None:
+                self.data_bar.update(self.data_task, completed=e.done_bytes)
+            return
+        if self.data_bar is not None:
+            self.data_bar.stop()
+            self.data_bar = None
+        if not e.from_cache:
+            rate = e.total_bytes / 1e6 / max(e.elapsed_s, 1e-9)
+            self._print(f"tokenised {what} in {e.elapsed_s:.1f} s ({rate:.1f} MB/s); cached for the next run")
 
     def _started(self, e: ev.RunStarted) -> None:
         self.run_dir = e.run_dir
@@ -104,6 +133,8 @@ def _escape(text: str) -> str:
 
 def run(args) -> int:
     cfg = train_config_from_args(args)
+    from gptmini.engine import Trainer  # torch: imported once the options are known to be valid
+
     console = Console(stderr=False)
     trainer = Trainer(cfg)
     reporter = ConsoleReporter(console)

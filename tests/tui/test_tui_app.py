@@ -280,6 +280,8 @@ async def test_new_run_form_validates_then_replaces_the_run(tiny_config, tmp_pat
         form.query_one("#f-run_name", Input).value = "second"
         await pilot.pause(0.05)
         assert form.validate_form(), form.error
+        # an epoch end saves a checkpoint: make sure the question has unsaved steps to ask about
+        await wait_until(pilot, lambda: old_trainer.steps_since_save > 3, 10, "unsaved steps")
         await press(pilot, "ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "unsaved-progress question")
         await press(pilot, "d")  # discard

@@ -1,0 +1,36 @@
+"""``gptmini prepare``: tokenise a corpus into the token cache ahead of training (no torch needed)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from gptmini.cli.args import add_data_arguments, add_preset_argument, train_config_from_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "prepare", help="tokenise a corpus into the cache, ahead of training",
+        description="Tokenise a corpus once into the token cache, so that `gptmini train` and `gptmini-tui` with "
+                    "the same data and tokenizer start at once. Runs without PyTorch (little memory), e.g. while "
+                    "another job trains.")
+    group = add_data_arguments(p, windows=False)
+    add_preset_argument(group)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from gptmini.cli.train import ConsoleReporter
+    from gptmini.corpus import load_corpus
+    from gptmini.data import TokenisingProgress, tokenize_corpus
+
+    cfg = train_config_from_args(args)
+    console = Console()
+    corpus = load_corpus(cfg.data, cfg.corpus)
+    progress = TokenisingProgress(ConsoleReporter(console), corpus, cfg.tokenizer_name)
+    tokenizer, data = tokenize_corpus(corpus, cfg.tokenizer_name, progress=progress)
+    progress.finish(data)
+    how = "already in the cache" if data.from_cache else "tokenised"
+    console.print(f"{corpus.name}: {corpus.n_bytes / 1e6:.2f} MB -> {data.n_tokens:,} {tokenizer.name} tokens "
+                  f"({tokenizer.vocab_size:,}-token vocabulary), {how}\ncache: {data.path}", highlight=False,
+                  soft_wrap=True)
+    return 0
