@@ -358,7 +358,7 @@ class CheckpointInfo:
     name: str
     path: Path
     step: int
-    epoch: int | None
+    epoch: int | None  # epochs completed (the manifest's 0-based epoch index)
     tokens_seen: int | None
     train_loss: float | None
     val_loss: float | None
@@ -367,6 +367,7 @@ class CheckpointInfo:
     is_latest: bool
     is_best: bool
     error: str | None = None  # set when the manifest cannot be read
+    epochs_done: float | None = None  # epochs completed, with the fraction of the current one (1.50 = mid-epoch 2)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
@@ -385,6 +386,9 @@ def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
             m, error = {}, str(exc)
         size = sum(f.stat().st_size for f in p.iterdir() if f.is_file())
         pos = m.get("position", {})
+        epochs_done = None
+        if isinstance(pos.get("epoch"), int) and isinstance(pos.get("batch"), int) and pos.get("steps_per_epoch"):
+            epochs_done = pos["epoch"] + pos["batch"] / pos["steps_per_epoch"]
         out.append(
             CheckpointInfo(
                 name=p.name,
@@ -399,6 +403,7 @@ def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
                 is_latest=p.name == latest,
                 is_best=p.name == best,
                 error=error,
+                epochs_done=epochs_done,
             )
         )
     return out

@@ -88,6 +88,7 @@ class _CheckpointWriter:
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
+        self.closed = False
         self._thread = threading.Thread(target=self._work, name="gptmini-ckpt-writer", daemon=True)
         self._thread.start()
 
@@ -95,32 +96,39 @@ class _CheckpointWriter:
         with self._lock:
             self._pending += 1
             self._idle.clear()
-        self._jobs.put(job)
+        if self.closed:  # the run has ended: a late save request is written here and now
+            self.run_job(job)
+        else:
+            self._jobs.put(job)
 
     def _work(self) -> None:
         while True:
             job = self._jobs.get()
             if job is None:
                 return
-            if "prefault" in job:
-                try:
-                    self.staging.prefault(job["prefault"])
-                except Exception:  # noqa: BLE001 - out of memory here only means the first save allocates
-                    pass
-                finally:
-                    self._job_done()
-                continue
+            self.run_job(job)
+
+    def run_job(self, job: dict[str, Any]) -> None:
+        """Do one job (on the writer thread, or inline once the writer is closed); results go to ``done``."""
+        if "prefault" in job:
             try:
-                path = save_checkpoint(
-                    job["run_dir"], job["step"], job["model"], job["optimizer"], job["manifest"],
-                    best=job["best"], keep_last=job["keep_last"],
-                )
-                self.done.put((job, path, None))
-            except Exception as exc:  # disk full, permissions...
-                self.done.put((job, None, exc))
+                self.staging.prefault(job["prefault"])
+            except Exception:  # noqa: BLE001 - out of memory here only means the first save allocates
+                pass
             finally:
-                self.staging.release(job["staged"])
                 self._job_done()
+            return
+        try:
+            path = save_checkpoint(
+                job["run_dir"], job["step"], job["model"], job["optimizer"], job["manifest"],
+                best=job["best"], keep_last=job["keep_last"],
+            )
+            self.done.put((job, path, None))
+        except Exception as exc:  # disk full, permissions...
+            self.done.put((job, None, exc))
+        finally:
+            self.staging.release(job["staged"])
+            self._job_done()
 
     def _job_done(self) -> None:
         with self._lock:
@@ -132,6 +140,7 @@ class _CheckpointWriter:
         return self._idle.wait(timeout)
 
     def close(self) -> None:
+        self.closed = True
         self._jobs.put(None)
 
 
@@ -542,8 +551,7 @@ class Trainer:
             loss_sum = d if loss_sum is None else loss_sum + d
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        gnorm = self._clip_gradients()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -555,6 +563,20 @@ class Trainer:
         if len(self._pending) >= self.log_interval:
             self._launch_fetch()
         self._flush_losses(wait=False)
+
+    def _clip_gradients(self) -> torch.Tensor:
+        """Total gradient norm (reported every step); rescale the gradients when it exceeds --grad-clip.
+
+        Same math as ``clip_grad_norm_``, which always multiplies by ``min(clip / (norm + 1e-6), 1)`` so
+        that a GPU never waits for the norm. On the CPU there is nothing to wait for, so the no-op
+        multiply by 1 (a full pass over every gradient) is skipped, and with --grad-clip 0 it never runs.
+        """
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        clip = self.config.grad_clip
+        if clip > 0 and (self.device.type != "cpu" or float(norm) + 1e-6 > clip):
+            torch.nn.utils.clip_grads_with_norm_(params, clip, norm)
+        return norm
 
     # ---------------------------------------------- asynchronous loss fetch
     def _launch_fetch(self) -> None:
@@ -755,6 +777,14 @@ class Trainer:
                              "keep_last": self.config.keep_last, "reason": reason, "blocked": blocked,
                              "staged": staged})
         self.steps_since_save = 0
+        if self._writer.closed:  # after the run: written inline above; report it (or fail the request) now
+            job, path, exc = self._writer.done.get_nowait()
+            if exc is not None:
+                raise exc
+            self.last_checkpoint = path
+            self._emit(ev.CheckpointSaved(step=job["step"], path=str(path), reason=reason, best=best,
+                                          seconds=time.perf_counter() - t0))
+            return path
         from gptmini.checkpoint import checkpoint_name
 
         return self.run_dir / checkpoint_name(self.step)

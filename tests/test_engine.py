@@ -278,3 +278,21 @@ def test_no_bias_and_adamw_betas_reach_the_model_and_optimizer(tiny_text, tmp_pa
     assert all(g["betas"] == (0.8, 0.99) for g in trainer.optimizer.param_groups)
     ckpt = load_checkpoint(trainer.last_checkpoint)
     assert ckpt.manifest["model_config"]["bias"] is False and ckpt.manifest["train_config"]["beta2"] == 0.99
+
+
+def test_a_save_requested_after_the_run_ended_is_written_not_dropped(tiny_text, tmp_path, monkeypatch):
+    rec = Recorder()
+    trainer = Trainer(tiny_config(tiny_text, tmp_path / "run", max_steps=3))
+    trainer.subscribe(rec)
+    trainer.run()
+    path = trainer.request_save("manual").result(timeout=60)
+    assert path.is_dir() and load_checkpoint(path).step == 3
+    assert rec.of(ev.CheckpointSaved)[-1].reason == "manual"
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("gptmini.engine.save_checkpoint", disk_full)  # a failing late save is an error, not a no-op
+    with pytest.raises(OSError, match="No space left"):
+        trainer.request_save("manual").result(timeout=60)
+    assert "No space left" in rec.of(ev.Error)[-1].message

@@ -44,6 +44,12 @@ def _loss(x) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+def _epochs(c) -> str:
+    if c.epochs_done is not None:
+        return f"{c.epochs_done:.2f}"
+    return "-" if c.epoch is None else str(c.epoch)
+
+
 def run_list(args) -> int:
     from gptmini.checkpoint import find_runs, list_checkpoints
 
@@ -58,13 +64,13 @@ def run_list(args) -> int:
     now = time.time()
     for run_dir in runs:
         table = Table(title=str(run_dir), title_justify="left")
-        for col in ("checkpoint", "step", "epoch", "tokens", "train loss", "val loss", "size", "age", ""):
+        for col in ("checkpoint", "step", "epochs", "tokens", "train loss", "val loss", "size", "age", ""):
             table.add_column(col, justify="left" if col in ("checkpoint", "") else "right", no_wrap=True)
         for c in list_checkpoints(run_dir):
             marks = " ".join(m for m, on in (("latest", c.is_latest), ("best", c.is_best)) if on)
             if c.error:
                 marks = "[red]unreadable[/]"
-            table.add_row(c.name, str(c.step), "-" if c.epoch is None else str(c.epoch),
+            table.add_row(c.name, str(c.step), _epochs(c),
                           "-" if c.tokens_seen is None else f"{c.tokens_seen:,}", _loss(c.train_loss),
                           _loss(c.val_loss), _size(c.size_bytes), _age(now - c.mtime), marks)
         console.print(table)

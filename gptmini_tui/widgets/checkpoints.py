@@ -99,7 +99,9 @@ class CheckpointsPanel(Vertical):
             mark.append("●", style="bold green")
         if getattr(info, "error", None):
             mark = Text("!", style="bold red")
-        if info.tokens_seen is not None and self.tokens_per_epoch:
+        if getattr(info, "epochs_done", None) is not None:
+            epoch = f"{info.epochs_done:.2f}"  # epochs completed, with the current one's fraction
+        elif info.tokens_seen is not None and self.tokens_per_epoch:
             epoch = f"{info.tokens_seen / self.tokens_per_epoch:.2f}"
         elif info.epoch is not None:
             epoch = str(info.epoch)  # epochs completed (the manifest's 0-based position)
