@@ -140,8 +140,11 @@ class _CheckpointWriter:
         return self._idle.wait(timeout)
 
     def close(self) -> None:
+        """Stop the writer thread and wait for it (a thread still alive when the interpreter exits can abort it)."""
         self.closed = True
         self._jobs.put(None)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=60)
 
 
 class Trainer:

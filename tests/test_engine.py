@@ -296,3 +296,25 @@ def test_a_save_requested_after_the_run_ended_is_written_not_dropped(tiny_text, 
     with pytest.raises(OSError, match="No space left"):
         trainer.request_save("manual").result(timeout=60)
     assert "No space left" in rec.of(ev.Error)[-1].message
+
+
+def test_no_engine_thread_outlives_run(tiny_text, tmp_path):
+    """A writer thread still alive when a script ends can abort the interpreter ("terminate called without an
+    active exception", exit 134; seen in ~70 % of runs of a script that kept its Trainer until exit)."""
+    import threading
+
+    trainer = Trainer(tiny_config(tiny_text, tmp_path / "run", max_steps=3, save_interval=1))
+    trainer.run()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("gptmini-")] == []
+
+
+def test_closing_the_checkpoint_writer_waits_for_its_thread(monkeypatch):
+    from gptmini.engine import _CheckpointWriter
+    from gptmini.staging import StagingPool
+
+    pool = StagingPool()
+    monkeypatch.setattr(pool, "prefault", lambda spec: time.sleep(0.3))  # the writer is busy when close() comes
+    writer = _CheckpointWriter(pool)
+    writer.submit({"prefault": ()})
+    writer.close()
+    assert not writer._thread.is_alive()
