@@ -332,6 +332,7 @@ class GPTMiniApp(App[int]):
 
         thread = threading.Thread(target=target, name="gptmini-train", daemon=True)
         _LIVE_TRAINERS[id(trainer)] = (trainer, done)
+        self._train_thread = thread
         thread.start()
         worker = get_current_worker()
         while not done.wait(0.5):
@@ -749,6 +750,9 @@ class GPTMiniApp(App[int]):
             finished = await asyncio.to_thread(done.wait, self.stop_timeout)
             if not finished:
                 problem = (problem + "; " if problem else "") + "the training thread did not stop in time"
+            thread = getattr(self, "_train_thread", None)
+            if finished and thread is not None:  # let it end before the interpreter does (see Trainer's writer)
+                await asyncio.to_thread(thread.join, 5.0)
         if bridge is not None:
             bridge.close()
         for worker in self.workers:

@@ -89,8 +89,12 @@ async def test_save_writes_a_checkpoint_and_lists_it(tiny_config, tmp_path):
         assert any(lvl == "save" for _t, lvl, _m in app.log_panel.entries)
 
 
-async def test_restore_rolls_the_run_and_the_plot_back(tiny_config):
-    app = GPTMiniApp(tiny_config(eval_interval=100_000))  # only our own save: the table has one row
+async def test_restore_rolls_the_run_and_the_plot_back(tiny_config, tmp_path):
+    from tests.tui.conftest import make_text
+
+    corpus = tmp_path / "long.txt"  # epochs of ~2,300 steps: no epoch-end save joins ours during the test
+    corpus.write_text(make_text(300_000))
+    app = GPTMiniApp(tiny_config(data=[str(corpus)], eval_interval=100_000))  # only our own save: one row
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app, 5)
         await press(pilot, "s")
