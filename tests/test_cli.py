@@ -94,7 +94,9 @@ def test_resume_with_a_different_shape_names_the_mismatch(tiny_text, tmp_path):
 
 def test_ctrl_c_saves_prints_how_to_resume_and_exits_zero(tiny_text, tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([*exe(), "train", "--data", str(tiny_text), *TINY, "--max-steps", "100000",
+    long_text = tmp_path / "long.txt"  # epochs of ~1,800 steps, so the save we see is Ctrl+C's, not an epoch end's
+    long_text.write_text(tiny_text.read_text() * 50)
+    proc = subprocess.Popen([*exe(), "train", "--data", str(long_text), *TINY, "--max-steps", "100000",
                              "--eval-interval", "100000", "--out", str(run_dir)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
