@@ -14,7 +14,10 @@
    <= 50 ms.
 3. Terminal output: bytes/s the app writes to a 120x40 pty during ~60 s of
    steady training (startup paint excluded, reported separately); must be
-   <= 20 KB/s.
+   <= 20 KB/s. The app's RSS at the start and end of that window is reported.
+4. Memory over a long run: a million Step events through the app's bridge into
+   its loss history (tracemalloc: bytes per step), and how many points the
+   plot draws from them at 120 columns.
 
 Usage: ``python bench/bench_tui.py [--threads 1] [--seconds 60] [--pairs 8] [--demo-pairs 4] [--record]``
 (about 10 minutes with the defaults; ``--skip-throughput`` for the pty part alone)
@@ -221,12 +224,16 @@ def bench_pty(corpus: Path, work: Path, seconds: float, toggles: int, threads: i
         # (3) steady-state output
         m0 = _last_step(metrics)
         cpu0 = _thread_cpu(child.pid)
+        rss0 = _rss_mb(child.pid)
         b0, c0 = len(buf), time.perf_counter()
         while time.perf_counter() - c0 < seconds:
             pump(0.1)
         b1, c1 = len(buf), time.perf_counter()
         cpu1 = _thread_cpu(child.pid)
+        rss1 = _rss_mb(child.pid)
         m1 = _last_step(metrics)
+        result["rss_mb"] = (rss0, rss1)
+        result["window_steps"] = (m1[0] - m0[0]) if m1 and m0 else 0
         used = sorted((cpu1[t] - cpu0.get(t, 0.0) for t in cpu1), reverse=True)
         # the busiest thread is the training loop; everything else is the UI, its workers and writers
         result["train_thread_cpu"] = used[0] / (c1 - c0) if used else float("nan")
@@ -275,6 +282,40 @@ def bench_pty(corpus: Path, work: Path, seconds: float, toggles: int, threads: i
     child.close()
     result["exit_code"] = child.exitstatus
     return result
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_history_memory(n_steps: int = 1_000_000, width: int = 120) -> dict:
+    """A long run's worth of Step events through the app's bridge: memory per step, and points drawn."""
+    import tracemalloc
+
+    import numpy as np
+
+    from gptmini import events as ev
+    from gptmini_tui.bridge import EngineBridge
+    from gptmini_tui.history import downsample
+
+    bridge = EngineBridge(lambda message: None)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(1, n_steps + 1):
+        bridge(ev.Step(step=i, epoch=1 + i // 10_000, batch=1 + i % 10_000, batches_per_epoch=10_000,
+                       total_steps=n_steps, tokens_seen=512 * i, loss=2.0 + 1.0 / i, loss_smooth=2.0, lr=1e-3,
+                       grad_norm=1.0, tok_per_s=1e4, eta_s=1.0))
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    h = bridge.history
+    rx, ry, sx, sy = downsample(np.frombuffer(h.step, dtype=np.int64).astype(float),
+                                np.frombuffer(h.loss, dtype=np.float32), np.frombuffer(h.smooth, dtype=np.float32),
+                                width)
+    return {"steps": n_steps, "bytes_per_step": grown / n_steps, "total_mb": grown / 1e6,
+            "points_drawn": len(rx) + len(sx), "width": width}
 
 
 def _thread_cpu(pid: int) -> dict[str, float]:
@@ -365,6 +406,8 @@ def main() -> int:
             demo = bench_throughput(corpus, work, args.demo_steps, args.demo_pairs, demo_options)
     print(f"(2)+(3) real pty 120x40: {args.seconds:.0f} s of training, then latency ...", flush=True)
     pty = bench_pty(corpus, work, args.seconds, args.toggles, args.threads or torch.get_num_threads())
+    print("(4) memory: a million steps through the bridge ...", flush=True)
+    mem = bench_history_memory()
     shutil.rmtree(work, ignore_errors=True)
 
     lat_ui = pty["lat_feedback_ms"] + pty["lat_strategy_ms"]
@@ -396,6 +439,12 @@ def main() -> int:
          "<= 20 KB/s", "PASS" if pty["bytes_per_s"] <= 20 * 1024 else "FAIL"),
         ("startup: first paint + 3 s", f"{pty['startup_bytes'] / 1024:.1f} KB in {pty['startup_s']:.1f} s", "", ""),
         ("quit (save + stop + exit)", f"{pty['quit_s']:.2f} s, exit code {pty['exit_code']}", "", ""),
+        (f"memory: app RSS at the start / end of the {pty['window_s']:.0f} s window ({pty['window_steps']:,} steps)",
+         f"{pty['rss_mb'][0]:.0f} / {pty['rss_mb'][1]:.0f} MB", "", ""),
+        (f"memory: history of {mem['steps']:,} steps through the bridge (tracemalloc)",
+         f"{mem['bytes_per_step']:.1f} bytes/step = {mem['total_mb']:.1f} MB", "compact", ""),
+        (f"plot: points drawn from {mem['steps']:,} steps at width {mem['width']}", f"{mem['points_drawn']}",
+         f"<= {4 * mem['width']}", "PASS" if mem["points_drawn"] <= 4 * mem["width"] else "FAIL"),
     ]
     table = ["| measurement | result | target | |", "| --- | --- | --- | --- |"]
     table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows if "nan" not in b]
