@@ -338,13 +338,13 @@ class Trainer:
 
         corpus = load_corpus(cfg.data, cfg.corpus)
         self.corpus = corpus
-        progress = TokenisingProgress(self._emit, corpus, cfg.tokenizer_name if resume is None else
-                                      resume.manifest["tokenizer"].get("name", "?"))
         if resume is not None:
             self.tokenizer = tokenizer_from_description(resume.manifest["tokenizer"])
+            progress = TokenisingProgress(self._emit, corpus, self.tokenizer.name)
             self.token_data = TokenData.build(corpus, self.tokenizer, val_fraction=cfg.val_fraction,
                                               progress=progress)
         else:
+            progress = TokenisingProgress(self._emit, corpus, cfg.tokenizer_name)
             self.tokenizer, self.token_data = tokenize_corpus(corpus, cfg.tokenizer_name,
                                                               val_fraction=cfg.val_fraction, progress=progress)
         progress.finish(self.token_data)
@@ -784,9 +784,7 @@ class Trainer:
             job, path, exc = self._writer.done.get_nowait()
             if exc is not None:
                 raise exc
-            self.last_checkpoint = path
-            self._emit(ev.CheckpointSaved(step=job["step"], path=str(path), reason=reason, best=best,
-                                          seconds=time.perf_counter() - t0))
+            self._saved(job, path)
             return path
         from gptmini.checkpoint import checkpoint_name
 
@@ -806,9 +804,12 @@ class Trainer:
                                             f"{exc}; older checkpoints are untouched",
                                     error_kind="checkpoint", step=job["step"], fatal=False))
             else:
-                self.last_checkpoint = path
-                self._emit(ev.CheckpointSaved(step=job["step"], path=str(path), reason=job["reason"],
-                                              best=job["best"], seconds=job["blocked"]))
+                self._saved(job, path)
+
+    def _saved(self, job: dict[str, Any], path: Path) -> None:
+        self.last_checkpoint = path
+        self._emit(ev.CheckpointSaved(step=job["step"], path=str(path), reason=job["reason"], best=job["best"],
+                                      seconds=job["blocked"]))
 
     def _finish_writes(self) -> None:
         if self._writer is not None:

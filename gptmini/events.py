@@ -40,6 +40,11 @@ class DataProgress(Event):
     elapsed_s: float
     time: float = field(default_factory=_now)
 
+    @property
+    def label(self) -> str:
+        """``"tinyshakespeare (1.1 MB, char)"``"""
+        return f"{self.corpus} ({self.total_bytes / 1e6:.1f} MB, {self.tokenizer})"
+
 
 @dataclass(frozen=True, slots=True)
 class RunStarted(Event):

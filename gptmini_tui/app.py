@@ -448,9 +448,8 @@ class GPTMiniApp(App[int]):
         if isinstance(e, ev.RunStarted):
             self._on_run_started(e)
         elif isinstance(e, ev.DataProgress):
-            what = f"{e.corpus} ({e.total_bytes / 1e6:.1f} MB, {e.tokenizer})"
             if e.done_bytes < e.total_bytes:
-                self._set_state("starting", f"tokenising {what}: {100 * e.done_bytes // e.total_bytes}%")
+                self._set_state("starting", f"tokenising {e.label}: {100 * e.done_bytes // e.total_bytes}%")
             else:
                 self.log_panel.add_event(e)
         elif isinstance(e, ev.StateChanged):

@@ -76,7 +76,7 @@ class ConsoleReporter:
 
     def _data(self, e: ev.DataProgress) -> None:
         """Tokenising a corpus the cache does not hold yet: a transient bar (or one line), then a summary."""
-        what = f"{e.corpus} ({e.total_bytes / 1e6:.1f} MB, {e.tokenizer})"
+        what = e.label
         if e.done_bytes < e.total_bytes:
             if self.data_bar is None and not self.data_announced:
                 self.data_announced = True

@@ -97,6 +97,6 @@ class EventLog(RichLog):
         elif isinstance(event, ev.DataProgress):
             if event.done_bytes >= event.total_bytes:
                 how = "tokens from the cache" if event.from_cache else f"tokenised in {event.elapsed_s:.1f} s"
-                self.add(f"{event.corpus} ({event.total_bytes / 1e6:.1f} MB, {event.tokenizer}): {how}", "info", t)
+                self.add(f"{event.label}: {how}", "info", t)
         elif isinstance(event, ev.StateChanged):
             self.add(f"state → {event.state} (step {event.step:,})", "state", t)
