@@ -1,0 +1,49 @@
+"""metrics.jsonl: what another process following a run relies on."""
+
+from __future__ import annotations
+
+import time
+
+from gptmini import events as ev
+from gptmini.metrics import MetricsFollower, MetricsWriter
+
+
+def _step(i: int) -> ev.Step:
+    return ev.Step(step=i, epoch=1, batch=i, batches_per_epoch=10_000, total_steps=10_000, tokens_seen=64 * i,
+                   loss=2.0, loss_smooth=2.0, lr=1e-3, grad_norm=0.5, tok_per_s=1e4, eta_s=None)
+
+
+def test_fast_steps_are_written_in_a_few_flushes_and_all_arrive_in_order(tmp_path):
+    writer = MetricsWriter(tmp_path, interval=0.2)
+    writes: list[int] = []
+    real_write = writer._write
+    writer._write = lambda batch: (writes.append(len(batch)), real_write(batch))  # type: ignore[method-assign]
+    follower = MetricsFollower(tmp_path)
+    try:
+        t0 = time.monotonic()
+        seen: list[ev.Event] = []
+        for i in range(1, 2001):  # a small model's pace: thousands of steps a second
+            writer(_step(i))
+            if i % 200 == 0:
+                time.sleep(0.01)
+        while len(seen) < 2000 and time.monotonic() - t0 < 10:
+            seen += follower.poll()
+            time.sleep(0.05)
+        # a follower sees every step, in order, within about the flush interval
+        assert [e.step for e in seen] == list(range(1, 2001))
+        assert time.monotonic() - t0 < 5
+        # ... and the writer woke a handful of times, not once per step
+        assert sum(writes) == 2000 and len(writes) <= 20
+    finally:
+        writer.close()
+
+
+def test_close_writes_what_is_still_queued_without_waiting_for_the_interval(tmp_path):
+    writer = MetricsWriter(tmp_path, interval=30.0)
+    writer(_step(1))
+    time.sleep(0.2)  # the writer has written step 1 and now waits up to 30 s
+    writer(_step(2))
+    t0 = time.monotonic()
+    writer.close()
+    assert time.monotonic() - t0 < 2
+    assert [e.step for e in MetricsFollower(tmp_path).poll()] == [1, 2]
