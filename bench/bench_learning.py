@@ -21,6 +21,9 @@ evaluates 20 evenly spaced batches.
 
 Every run is the real engine (``Trainer``) on the CPU; the final Eval event gives the
 losses. ``--quick`` runs a few steps of each (a smoke test, no targets checked).
+``--seeds 1,2,3`` repeats each run per seed; ``--eval-spread DRAWS`` then evaluates the final
+weights on ~28 K val windows and draws that many nanoGPT-style 20-batch estimates, to show how
+far a single reading like nanoGPT's published one scatters.
 
 ``--diagnose [VARIANT ...]`` runs bare training loops (no engine) on the book's own data
 loader instead -- the book's model, GPTMini's model, and variants of it -- to locate the
@@ -74,7 +77,43 @@ RUNS = {
 RUNS["nanogpt-stride1"] = dict(RUNS["nanogpt"], config=dict(RUNS["nanogpt"]["config"], stride=1))
 
 
-def run_one(name: str, quick: bool, workdir: Path) -> dict | None:
+def eval_spread(trainer: Trainer, draws: int, seed: int = 0) -> dict:
+    """How much nanoGPT's own val estimate (``eval_iters`` random batches) scatters.
+
+    nanoGPT reports the mean loss of 20 batches of 12 windows drawn at random offsets of the
+    val split. The final weights are evaluated once on the windows at every 4th val offset
+    (each window's mean next-token loss; ~28 K windows for tiny-shakespeare); a nanoGPT estimate
+    is then the mean of 20 x 12 windows drawn from them, repeated ``draws`` times.
+    """
+    import numpy as np
+    import torch.nn.functional as F
+
+    cfg = trainer.config
+    model = trainer.snapshot().model.eval()
+    val = torch.from_numpy(np.asarray(trainer.token_data.val, dtype=np.int64))
+    T = trainer.model_config.context_length
+    starts = torch.arange(0, len(val) - T, 4)
+    losses = torch.empty(len(starts))
+    with torch.no_grad():
+        for i in range(0, len(starts), 1024):
+            s = starts[i:i + 1024]
+            idx = s[:, None] + torch.arange(T + 1)
+            x, y = val[idx[:, :-1]], val[idx[:, 1:]]
+            logits, _ = model(x)
+            losses[i:i + len(s)] = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
+    g = torch.Generator().manual_seed(seed)
+    per_estimate = 20 * cfg.batch_size  # nanoGPT: eval_iters=20 batches of batch_size windows
+    pick = torch.randint(len(losses), (draws, per_estimate), generator=g)
+    est = losses[pick].mean(1).sort().values
+    return dict(
+        val_all_windows=round(losses.mean().item(), 4), window_std=round(losses.std().item(), 4),
+        estimate_windows=per_estimate, draws=draws, estimate_mean=round(est.mean().item(), 4),
+        estimate_std=round(est.std().item(), 4), estimate_p05=round(est[int(0.05 * draws)].item(), 4),
+        estimate_min=round(est[0].item(), 4), share_le_1_88=round((est <= 1.88).float().mean().item(), 4),
+    )
+
+
+def run_one(name: str, quick: bool, workdir: Path, seed: int | None = None, spread: int = 0) -> dict | None:
     spec = RUNS[name]
     path = DATA / spec["file"]
     if not path.is_file():
@@ -83,6 +122,9 @@ def run_one(name: str, quick: bool, workdir: Path) -> dict | None:
     cfg = dict(spec["config"])
     if quick:
         cfg.update(max_steps=3, epochs=1, eval_interval=3, eval_batches=2)
+    if seed is not None:
+        cfg["seed"] = seed
+        name = f"{name}-seed{seed}"
     out = workdir / name
     trainer = Trainer(TrainConfig(data=[str(path)], out=str(out), device="cpu", **cfg))
     evals: list[ev.Eval] = []
@@ -124,6 +166,9 @@ def run_one(name: str, quick: bool, workdir: Path) -> dict | None:
                for e in evals],
         **info,
     )
+    if spread:
+        res["eval_spread"] = eval_spread(trainer, spread)
+        print(f"  [{name}] nanoGPT-style estimates: {res['eval_spread']}", flush=True)
     if not quick and last is not None:
         res["target"] = spec["target_text"]
         res["target_met"] = bool(spec["target"](last.train_loss, last.val_loss))
@@ -203,6 +248,10 @@ def main() -> None:
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice); on a busy "
                     "2-core machine 1 thread is far faster than 2 (OpenMP barriers wait on descheduled threads)")
+    ap.add_argument("--seeds", help="comma-separated seeds: run each selected run once per seed")
+    ap.add_argument("--eval-spread", type=int, default=0, metavar="DRAWS",
+                    help="after each run, evaluate the final weights at every val offset and draw this many "
+                         "nanoGPT-style estimates (20 random batches) to show how much a single reading scatters")
     ap.add_argument("--diagnose", nargs="*", choices=VARIANTS, metavar="VARIANT",
                     help=f"instead of the engine runs: bare-loop variants on the-verdict ({', '.join(VARIANTS)}; "
                          "default all) to locate the Raschka-run gap")
@@ -228,10 +277,12 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="gptmini-bench-learning-") as tmp:
         os.environ.setdefault("GPTMINI_CACHE_DIR", str(Path(tmp) / "cache"))
+        seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [None]
         for name in names:
-            r = run_one(name, args.quick, Path(tmp))
-            if r is not None:
-                results.append(r)
+            for seed in seeds:
+                r = run_one(name, args.quick, Path(tmp), seed, args.eval_spread)
+                if r is not None:
+                    results.append(r)
     print(json.dumps([{k: v for k, v in r.items() if k != "curve"} for r in results], indent=1, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
