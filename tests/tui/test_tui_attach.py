@@ -15,6 +15,7 @@ from tui_helpers import checkpoint_dirs, press, wait_until
 
 from gptmini import events as ev
 from gptmini_tui.app import ATTACHED_REASON, GPTMiniApp
+from gptmini_tui.screens.help import HelpScreen
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -84,6 +85,9 @@ def test_snapshot_help_screen(snap_compare, tmp_path):
     async def run_before(pilot):
         await _loaded(pilot)
         await press(pilot, "question_mark")
+        # on a busy machine the modal can take a few frames: wait for it, then let it paint
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), 10, "the help screen")
+        await pilot.pause(0.2)
 
     assert snap_compare(static_app(tmp_path), terminal_size=(80, 24), run_before=run_before)
 
