@@ -966,7 +966,10 @@ class GPTMiniApp(App[int]):
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def _generate_worker(self, generation: int, prompt: str, jobs: list, cancel: threading.Event) -> None:
+        from gptmini.omp import limit_this_thread
         from gptmini.sampling import Sampler, TokenEvent
+
+        limit_this_thread(1)  # sample beside training without a second OpenMP team (gptmini/omp.py)
 
         try:
             src = self._get_sampling_model()
@@ -1102,11 +1105,13 @@ class GPTMiniApp(App[int]):
 
     @work(thread=True, exclusive=True, group="probs", exit_on_error=False)
     def _probs_worker(self, request: int, prompt: str, settings) -> None:
+        from gptmini.omp import limit_this_thread
         from gptmini.sampling import Sampler
 
         if request != self._probs_request:
             return  # a newer request is already queued
         label = settings.describe()
+        limit_this_thread(1)  # see _generate_worker
         try:
             src = self._get_sampling_model()
             cands = Sampler(src.model, src.tokenizer).next_token_distribution(prompt, settings, top_n=10)
