@@ -241,6 +241,13 @@ def diagnose(variant: str, dims: tuple[int, int, int], epochs: int) -> list[tupl
     return curve
 
 
+def _seed_list(value: str) -> list[int]:
+    return [int(x) for x in value.split(",")]
+
+
+_seed_list.__name__ = "comma-separated integer"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", choices=sorted(RUNS), help="run only this (repeatable)")
@@ -248,7 +255,8 @@ def main() -> None:
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice); on a busy "
                     "2-core machine 1 thread is far faster than 2 (OpenMP barriers wait on descheduled threads)")
-    ap.add_argument("--seeds", help="comma-separated seeds: run each selected run once per seed")
+    ap.add_argument("--seeds", type=_seed_list,
+                    help="comma-separated seeds: run each selected run once per seed")
     ap.add_argument("--eval-spread", type=int, default=0, metavar="DRAWS",
                     help="after each run, evaluate the final weights at every val offset and draw this many "
                          "nanoGPT-style estimates (20 random batches) to show how much a single reading scatters")
@@ -277,7 +285,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="gptmini-bench-learning-") as tmp:
         os.environ.setdefault("GPTMINI_CACHE_DIR", str(Path(tmp) / "cache"))
-        seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [None]
+        seeds = args.seeds or [None]
         for name in names:
             for seed in seeds:
                 r = run_one(name, args.quick, Path(tmp), seed, args.eval_spread)

@@ -4,8 +4,8 @@
 the event on a queue; a daemon thread serialises, writes and flushes, so a
 slow disk never slows training. The thread wakes at most every ``interval``
 seconds and writes everything waiting in one flush: a small model's hundreds
-of steps a second cost a few wake-ups, not one per step. ``MetricsFollower`` tails the file from
-another process (the TUI's attach mode, a notebook).
+of steps a second cost a few wake-ups, not one per step. ``MetricsFollower``
+tails the file from another process (the TUI's attach mode, a notebook).
 """
 
 from __future__ import annotations
@@ -87,10 +87,8 @@ class MetricsWriter:
 class MetricsFollower:
     """Read new events from a run's ``metrics.jsonl`` (only whole lines)."""
 
-    def __init__(self, run_dir: str | Path, interval: float = 0.2):
+    def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / METRICS_FILE
-        self.interval = interval
-        self._closing = threading.Event()
         self._offset = 0
         self._partial = b""
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-import sys
 from functools import lru_cache
 
 
@@ -31,12 +30,7 @@ def _omp_set_num_threads():
                 return ctypes.CDLL(path).omp_set_num_threads
             except (OSError, AttributeError):
                 continue
-    if sys.platform.startswith("linux"):  # a system OpenMP torch was linked against
-        try:
-            return ctypes.CDLL("libgomp.so.1").omp_set_num_threads
-        except (OSError, AttributeError):
-            pass
-    return None
+    return None  # an OpenMP runtime from elsewhere may not be the one torch uses: change nothing
 
 
 def limit_this_thread(n: int = 1) -> bool:

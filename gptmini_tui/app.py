@@ -176,6 +176,7 @@ class GPTMiniApp(App[int]):
         self.generating = False
         self._probs_request = 0
         self._probs_timer = None
+        self._train_thread: threading.Thread | None = None
         self._probs_due_by = 0.0
         self._sampling_lock = threading.Lock()
         self._sampling: _Sampling | None = None
@@ -749,7 +750,7 @@ class GPTMiniApp(App[int]):
             finished = await asyncio.to_thread(done.wait, self.stop_timeout)
             if not finished:
                 problem = (problem + "; " if problem else "") + "the training thread did not stop in time"
-            thread = getattr(self, "_train_thread", None)
+            thread = self._train_thread
             if finished and thread is not None:  # let it end before the interpreter does (see Trainer's writer)
                 await asyncio.to_thread(thread.join, 5.0)
         if bridge is not None:
