@@ -8,8 +8,10 @@ Threads and who may touch what:
   model snapshots, checkpoint listings, attach-mode polling, the quit wait;
   they talk back with ``post_message`` only;
 * the UI thread owns every widget and refreshes counters and plot on timers
-  (counters 2 Hz; the plot at most 2 Hz, spaced further apart when a plotext
-  build is slow so re-plotting stays under ~3 % of a core) -- never per batch.
+  (counters once a second; the plot at most once a second, spaced further apart
+  when a plotext build is slow so re-plotting stays under 1.5 % of a core) --
+  never per batch. On a 2-core CPU box every percent of a core the UI uses is
+  taken from training (bench/README_tui.md), hence the modest rates.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ class GPTMiniApp(App[int]):
         attach: str | Path | None = None,
         start_paused: bool = False,
         clock=time.time,
-        ui_interval: float = 0.5,
+        ui_interval: float = 1.0,
         plot_interval: float = 1.0,
         attach_interval: float = 1.0,
         quit_save_timeout: float = 30.0,
@@ -289,7 +291,7 @@ class GPTMiniApp(App[int]):
             config = TrainConfig()
         self.train_config = config
         self.history.clear()
-        bridge = EngineBridge(self.post_message, self.history)
+        bridge = EngineBridge(self.post_message, self.history, min_interval=self.ui_interval)
         self.bridge = bridge
         factory = self._trainer_factory or Trainer
         self.trainer = factory(config, start_paused=self.start_paused)
@@ -364,7 +366,7 @@ class GPTMiniApp(App[int]):
             f"⇄ {ATTACHED_REASON} ({self.attach_dir.name!r}) · replies use its newest checkpoint"
         )
         notice.display = True
-        self.bridge = EngineBridge(self.post_message, self.history)
+        self.bridge = EngineBridge(self.post_message, self.history, min_interval=self.ui_interval)
         self._follower = MetricsFollower(self.attach_dir)
         self._set_state("attached")
         self.checkpoints.set_controls_enabled(False, ATTACHED_REASON)

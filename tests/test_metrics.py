@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from gptmini import events as ev
@@ -47,3 +48,23 @@ def test_close_writes_what_is_still_queued_without_waiting_for_the_interval(tmp_
     writer.close()
     assert time.monotonic() - t0 < 2
     assert [e.step for e in MetricsFollower(tmp_path).poll()] == [1, 2]
+
+
+def _example(cls: type[ev.Event]) -> ev.Event:
+    values = {"int": 3, "float": 1.5, "str": "text", "bool": True, "dict": {"n_layers": 2, "bias": False}}
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        kind = str(f.type).split("|")[0].strip()
+        kwargs[f.name] = values[kind]
+    return cls(**kwargs)
+
+
+def test_every_event_kind_survives_a_round_trip_through_a_metrics_record(tmp_path):
+    import json
+
+    for kind, cls in ev.EVENT_TYPES.items():
+        event = _example(cls)
+        record = json.loads(json.dumps(event.to_record()))
+        assert record["event"] == kind
+        assert set(record) == {"event", *(f.name for f in dataclasses.fields(cls))}
+        assert ev.event_from_record(record) == event

@@ -1,4 +1,10 @@
-"""Training counters: state, epoch/batch/step, tokens, losses, lr, speed, ETA, progress bars."""
+"""Training counters: state, epoch/batch/step, tokens, losses, lr, speed, ETA, progress bars.
+
+Everything below the state line is one ``Static`` rebuilt as a single ``Text``: the two progress bars
+are drawn as text in the same update instead of two ``ProgressBar`` widgets (each with its own 1 s
+timer and four reactive child widgets). Measured in a pty on the micro model, the widgets' repaints
+cost about 1.5 % of a core that training could use.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,8 @@ import math
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, ProgressBar, Static
+from textual.containers import Vertical
+from textual.widgets import Static
 
 from gptmini_tui import fmt
 
@@ -63,10 +69,6 @@ class Counters(Vertical):
     DEFAULT_CSS = """
     Counters { height: 1fr; padding: 0 1; }
     Counters #stats { height: auto; }
-    Counters .bar-row { height: 1; }
-    Counters .bar-row Label { width: 6; color: $text-muted; }
-    Counters ProgressBar { width: 1fr; }
-    Counters ProgressBar Bar { width: 1fr; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -74,8 +76,6 @@ class Counters(Vertical):
         # children are kept as attributes: updates never depend on a DOM query
         self.state_label = StateLabel(id="state")
         self._stats = Static(id="stats")
-        self._epoch_bar = ProgressBar(id="epoch-bar", show_eta=False, total=100)
-        self._run_bar = ProgressBar(id="run-bar", show_eta=False, total=100)
         self.unsaved: int | None = None  # steps since the last checkpoint (set by the app)
         self.started_at: float | None = None  # run start (wall clock), for the elapsed time
         self._step = None
@@ -88,12 +88,6 @@ class Counters(Vertical):
     def compose(self) -> ComposeResult:
         yield self.state_label
         yield self._stats
-        with Horizontal(classes="bar-row"):
-            yield Label("epoch")
-            yield self._epoch_bar
-        with Horizontal(classes="bar-row"):
-            yield Label("run")
-            yield self._run_bar
 
     def on_mount(self) -> None:
         self.render_stats()
@@ -186,14 +180,38 @@ class Counters(Vertical):
                 elapsed = None if self.started_at is None else max(0.0, s.time - self.started_at)
                 unsaved = "–" if self.unsaved is None else f"{self.unsaved:,}"
                 rows.append(("unsaved", unsaved, "time", fmt.duration(elapsed)))
-        self._stats.update(self._format_rows(rows), layout=len(rows) != self._n_rows)
-        self._n_rows = len(rows)
-        epoch_bar, run_bar = self._epoch_bar, self._run_bar
-        # Whole percents: an update that changes nothing visible is a no-op (reactives compare), so
-        # the bars repaint about once per percent instead of at every counters refresh.
         if s is None:
-            epoch_bar.update(total=100, progress=0)
-            run_bar.update(total=100, progress=0)
+            epoch_frac = run_frac = 0.0
         else:
-            epoch_bar.update(total=100, progress=int(100 * s.batch / max(1, s.batches_per_epoch)))
-            run_bar.update(total=100, progress=int(100 * min(s.step, s.total_steps) / max(1, s.total_steps)))
+            epoch_frac = s.batch / max(1, s.batches_per_epoch)
+            run_frac = min(s.step, s.total_steps) / max(1, s.total_steps)
+        text = self._format_rows(rows)
+        width = max(24, self.size.width or 38)
+        text.append("\n")
+        text.append_text(progress_bar("epoch", epoch_frac, width))
+        text.append("\n")
+        text.append_text(progress_bar("run", run_frac, width))
+        self._stats.update(text, layout=len(rows) != self._n_rows)
+        self._n_rows = len(rows)
+
+
+BAR_DONE = "rgb(64,196,255)"
+BAR_TODO = "rgb(70,70,90)"
+
+
+def progress_bar(label: str, fraction: float, width: int) -> Text:
+    """``label ━━━━━━━╸━━━━━━  45%`` in ``width`` cells, drawn in half cells like Textual's ProgressBar."""
+    fraction = min(1.0, max(0.0, fraction))
+    pct = f"{int(100 * fraction):>4d}%"
+    n = max(4, width - 6 - len(pct) - 1)
+    halves = int(2 * n * fraction)
+    full, half = divmod(halves, 2)
+    out = Text(label.ljust(6), style="dim", no_wrap=True, overflow="crop")
+    out.append("━" * full, style=BAR_DONE)
+    if half:
+        out.append("╸", style=BAR_DONE)
+    rest = n - full - half
+    if rest:
+        out.append(("╺" if not half and full else "━") + "━" * (rest - 1), style=BAR_TODO)
+    out.append(" " + pct)
+    return out

@@ -3,7 +3,7 @@
 Reads the full history from ``LossHistory`` but plots a downsampled view of
 about the widget's width (min/max buckets for the raw loss, means for the
 smoothed loss), and redraws on a timer -- at most ``1/interval`` times a second
-(2 Hz) and only when the history, the axis or the size changed, never per batch.
+(the app uses 1 s) and only when the history, the axis or the size changed, never per batch.
 
 A plotext build is pure Python and takes 15-50 ms at 120x40. It runs on a
 worker thread (the UI thread only blits the finished text), so a key press

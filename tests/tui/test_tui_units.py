@@ -116,3 +116,17 @@ def test_formatting_helpers():
     assert fmt.lr(3e-4) == "3.0e-4" and fmt.loss(float("nan")) == "nan"
     assert fmt.perplexity(1.0) == "2.72" and fmt.perplexity(1000.0) == "inf"
     assert fmt.token_repr(" the\n") == "␣the\\n" and fmt.token_repr("") == "∅"
+
+
+def test_progress_bars_fill_their_width_and_show_whole_percents():
+    from gptmini_tui.widgets.counters import progress_bar
+
+    for width in (24, 30, 38):
+        for fraction in (0.0, 0.004, 0.33, 0.5, 0.999, 1.0, 1.7, -1):
+            bar = progress_bar("epoch", fraction, width)
+            assert bar.cell_len == width
+    assert progress_bar("run", 0.5, 30).plain.endswith("  50%")
+    assert progress_bar("run", 0.999, 30).plain.endswith("  99%")  # never 100 % before the end
+    assert progress_bar("run", 2.0, 30).plain.endswith(" 100%")
+    done = [span for span in progress_bar("run", 0.5, 30).spans if span.style == "rgb(64,196,255)"]
+    assert sum(span.end - span.start for span in done) == 9  # half of the 18 bar cells
