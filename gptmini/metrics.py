@@ -22,6 +22,9 @@ from gptmini.events import Event, event_from_record
 METRICS_FILE = "metrics.jsonl"
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per json.dumps call
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
@@ -67,7 +70,7 @@ class MetricsWriter:
         lines = []
         for ev in events:
             rec = {k: _clean(v) for k, v in ev.to_record().items()}
-            lines.append(json.dumps(rec, separators=(",", ":")) + "\n")
+            lines.append(_ENCODER.encode(rec) + "\n")
         try:
             self._fh.write("".join(lines))
             self._fh.flush()

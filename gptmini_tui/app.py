@@ -9,7 +9,7 @@ Threads and who may touch what:
   they talk back with ``post_message`` only;
 * the UI thread owns every widget and refreshes counters and plot on timers
   (counters once a second; the plot at most once a second, spaced further apart
-  when a plotext build is slow so re-plotting stays under 1.5 % of a core) --
+  when a plotext build is slow so re-plotting stays under 1 % of a core) --
   never per batch. On a 2-core CPU box every percent of a core the UI uses is
   taken from training (bench/README_tui.md), hence the modest rates.
 """

@@ -37,7 +37,7 @@ class LossPlot(PlotextPlot):
     LossPlot { width: 1fr; height: 1fr; }
     """
 
-    MAX_DUTY = 0.015  # share of one core that re-plotting may use
+    MAX_DUTY = 0.01  # share of one core that re-plotting may use (it holds the GIL training needs)
     MAX_INTERVAL = 3.0  # ... but never fewer redraws than one per this many seconds
 
     @dataclass
