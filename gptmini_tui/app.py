@@ -858,7 +858,12 @@ class GPTMiniApp(App[int]):
         if tabs.active == pane:
             target.focus()
             return
-        tabs.query_one(Tabs).focus()  # park focus on the (always visible) tab bar while panes swap
+        # Park focus on the (always visible) tab bar while the panes swap. Synchronously: Widget.focus()
+        # only queues the change, and a layout pass that runs first finds the focused widget hidden and
+        # hands focus to a sibling in the old pane, which switched the tabs straight back (seen as a
+        # rare failure of the restore test: 'r' left the Playground tab showing).
+        tab_bar = tabs.query_one(Tabs)
+        tab_bar.screen.set_focus(tab_bar, scroll_visible=False)
         tabs.active = pane
         self.call_after_refresh(target.focus)
 
