@@ -336,11 +336,27 @@ def bench_interleaved_repeats(corpus: Path, work: Path, options, windows: int, s
             "pair_ratio": statistics.median(r["pair_ratio"] for r in runs)}
 
 
-def _il_value(r: dict) -> str:
+def _il_value(r: dict) -> tuple[str, str]:
+    """(what the ratio is, its value) for one model's (1b) result: one pair of processes or several."""
     if len(r.get("runs", [])) > 1:
-        return (f"{r['ratio']:.3f} (mean of {len(r['runs'])} process pairs, sd {r['sd']:.3f}: "
-                f"{', '.join(f'{x:.3f}' for x in r['runs'])})")
-    return f"{r['ratio']:.3f} ({r['ci90'][0]:.3f}-{r['ci90'][1]:.3f}); {r['pair_ratio']:.3f}"
+        return ("mean of the process pairs' ratios (sd; each pair)",
+                f"{r['ratio']:.3f} (sd {r['sd']:.3f}; {', '.join(f'{x:.3f}' for x in r['runs'])})")
+    return ("ratio, all windows (90% bootstrap interval); median of window pairs",
+            f"{r['ratio']:.3f} ({r['ci90'][0]:.3f}-{r['ci90'][1]:.3f}); {r['pair_ratio']:.3f}")
+
+
+def _print_il(name: str, r: dict) -> None:
+    what, value = _il_value(r)
+    print(f"    {name}: headless {r['headless']:,.0f} tok/s, app {r['tui']:,.0f} tok/s, {what}: {value}", flush=True)
+
+
+def _il_rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
+    what, value = _il_value(r)
+    return [
+        (f"real processes in turns, {name}: `gptmini train` / `gptmini-tui`",
+         f"{r['headless']:,.0f} / {r['tui']:,.0f} tok/s", "", ""),
+        (f"real processes in turns, {name}: {what}", value, ">= 0.95", "PASS" if r["ratio"] >= 0.95 else "FAIL"),
+    ]
 
 
 # ------------------------------------------------------------- (2)+(3) real pty
@@ -586,11 +602,9 @@ def main() -> int:
         print(f"(1b) real processes in turns, {args.windows} x {args.window:.0f} s each: `gptmini train` vs "
               "`gptmini-tui` in a 120x40 pty ...", flush=True)
         il_micro = bench_interleaved_repeats(corpus, work, tiny_options, args.windows, args.window, args.repeats)
-        print(f"    micro: headless {il_micro['headless']:,.0f} tok/s, app {il_micro['tui']:,.0f} tok/s, "
-              f"ratio {_il_value(il_micro)}", flush=True)
+        _print_il("micro", il_micro)
         il_demo = bench_interleaved_repeats(corpus, work, demo_options, args.windows, args.window, args.repeats)
-        print(f"    cpu-demo: headless {il_demo['headless']:,.0f} tok/s, app {il_demo['tui']:,.0f} tok/s, "
-              f"ratio {_il_value(il_demo)}", flush=True)
+        _print_il("cpu-demo", il_demo)
     print(f"(2)+(3) real pty 120x40: {args.seconds:.0f} s of training, then latency ...", flush=True)
     pty = bench_pty(corpus, work, args.seconds, args.toggles, args.threads or torch.get_num_threads())
     print("(4) memory: a million steps through the bridge ...", flush=True)
@@ -612,18 +626,8 @@ def main() -> int:
          "PASS" if demo["ratio"] >= 0.95 else "FAIL"),
         ("cpu-demo preset: busy ratio app / headless", f"{demo['busy_ratio']:.3f}", ">= 0.95",
          "PASS" if demo["busy_ratio"] >= 0.95 else "FAIL"),
-        ("real processes in turns, micro model: `gptmini train` / `gptmini-tui`",
-         f"{il_micro['headless']:,.0f} / {il_micro['tui']:,.0f} tok/s", "", ""),
-        ("real processes in turns, micro model: ratio, all windows (90% bootstrap interval); median of window pairs",
-         _il_value(il_micro),
-         ">= 0.95",
-         "PASS" if il_micro["ratio"] >= 0.95 else "FAIL"),
-        ("real processes in turns, cpu-demo: `gptmini train` / `gptmini-tui`",
-         f"{il_demo['headless']:,.0f} / {il_demo['tui']:,.0f} tok/s", "", ""),
-        ("real processes in turns, cpu-demo: ratio, all windows (90% bootstrap interval); median of window pairs",
-         _il_value(il_demo),
-         ">= 0.95",
-         "PASS" if il_demo["ratio"] >= 0.95 else "FAIL"),
+        *_il_rows("micro model", il_micro),
+        *_il_rows("cpu-demo", il_demo),
         ("micro model in a real pty (unpaired)", f"{pty['pty_tok_per_s']:,.0f} tok/s",
          f"ratio {pty['pty_tok_per_s'] / thr['headless']:.3f}", ""),
         ("CPU in the pty run: training thread / all other threads",

@@ -131,9 +131,8 @@ class Counters(Vertical):
             self._val_best = val_loss
         self.render_stats()
 
-    def _format_rows(self, rows: list[tuple[str, str, str, str]]) -> Text:
+    def _format_rows(self, rows: list[tuple[str, str, str, str]], width: int) -> Text:
         """Two label/value column pairs in fixed widths (much cheaper than a Rich Table per update)."""
-        width = max(24, self.size.width or 38)
         half = width // 2
         lw = 7 if width < 36 else 8
         vw = half - lw - 1
@@ -185,8 +184,8 @@ class Counters(Vertical):
         else:
             epoch_frac = s.batch / max(1, s.batches_per_epoch)
             run_frac = min(s.step, s.total_steps) / max(1, s.total_steps)
-        text = self._format_rows(rows)
         width = max(24, self.size.width or 38)
+        text = self._format_rows(rows, width)
         text.append("\n")
         text.append_text(progress_bar("epoch", epoch_frac, width))
         text.append("\n")
