@@ -269,6 +269,14 @@ class GPTMiniApp(App[int]):
     def attached(self) -> bool:
         return self.attach_dir is not None
 
+    def get_driver_class(self):
+        driver = super().get_driver_class()
+        if driver.__name__ == "LinuxDriver":  # not a driver chosen by TEXTUAL_DRIVER, nor Windows
+            from gptmini_tui.driver import ConsoleDriver
+
+            return ConsoleDriver
+        return driver
+
     def on_mount(self) -> None:
         self._main_screen = self.screen
         self.counters.border_title = "training"

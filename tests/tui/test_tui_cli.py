@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import termios
 import time
 
 import pytest
@@ -48,55 +50,119 @@ def test_help_lists_the_console_options(capsys):
         assert flag in out
 
 
-@pytest.mark.timeout(90)
-def test_end_to_end_in_a_pseudo_terminal(tmp_path, corpus_file):
-    pexpect = pytest.importorskip("pexpect")
-    exe = shutil.which("gptmini-tui")
-    if exe is None:
-        pytest.skip("gptmini-tui is not installed")
-    run_dir = tmp_path / "run"
-    args = [
-        "--data", str(corpus_file), "--tokenizer", "char", "--n-layers", "1", "--d-model", "32", "--n-heads", "2",
-        "--context", "32", "--batch-size", "4", "--max-steps", "100000", "--eval-interval", "100000",
-        "--save-interval", "100000", "--out", str(run_dir),
-    ]
-    env = dict(os.environ, TERM="xterm-256color", OMP_NUM_THREADS="1", COLUMNS="120", LINES="40")
-    child = pexpect.spawn(exe, args, env=env, dimensions=(40, 120), timeout=60)
-    screen = bytearray()
+class PtyConsole:
+    """The installed ``gptmini-tui`` on a tiny config, in a 120x40 pseudo-terminal."""
 
-    def read_for(seconds: float) -> None:
+    def __init__(self, run_dir, corpus_file):
+        self.pexpect = pytest.importorskip("pexpect")
+        exe = shutil.which("gptmini-tui")
+        if exe is None:
+            pytest.skip("gptmini-tui is not installed")
+        args = [
+            "--data", str(corpus_file), "--tokenizer", "char", "--n-layers", "1", "--d-model", "32",
+            "--n-heads", "2", "--context", "32", "--batch-size", "4", "--max-steps", "100000",
+            "--eval-interval", "100000", "--save-interval", "100000", "--out", str(run_dir),
+        ]
+        env = dict(os.environ, TERM="xterm-256color", OMP_NUM_THREADS="1", COLUMNS="120", LINES="40")
+        self.child = self.pexpect.spawn(exe, args, env=env, dimensions=(40, 120), timeout=60)
+        self.screen = bytearray()
+
+    def read_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             try:
-                screen.extend(child.read_nonblocking(65536, timeout=0.1))
-            except pexpect.TIMEOUT:
+                self.screen.extend(self.child.read_nonblocking(65536, timeout=0.1))
+            except self.pexpect.TIMEOUT:
                 pass
 
-    def last_step() -> int:
-        steps = STEP.findall(ANSI.sub(b"", bytes(screen)))
+    def text(self) -> bytes:
+        return ANSI.sub(b"", bytes(self.screen))
+
+    def last_step(self) -> int:
+        steps = STEP.findall(self.text())
         return int(steps[-1].replace(b",", b"")) if steps else 0
 
-    try:
-        deadline = time.monotonic() + 45
-        while last_step() < 5 and time.monotonic() < deadline:
-            read_for(0.3)
-        first = last_step()
-        assert first >= 5, "the step counter never moved"
-        read_for(1.0)
-        assert last_step() > first
-        child.send("s")
-        deadline = time.monotonic() + 20
-        while not checkpoint_dirs(run_dir) and time.monotonic() < deadline:
-            read_for(0.3)
-        assert checkpoint_dirs(run_dir), "s did not save a checkpoint"
-        child.send("q")
-        child.expect(pexpect.EOF, timeout=30)
-    finally:
-        if child.isalive():
-            child.terminate(force=True)
-    child.close()
-    assert child.exitstatus == 0, (child.exitstatus, child.signalstatus, bytes(screen[-2000:]))
+    def wait_for(self, predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            self.read_for(0.3)
+
+    def wait_for_training(self) -> None:
+        self.wait_for(lambda: self.last_step() >= 5, 45, "the step counter to move")
+        first = self.last_step()
+        self.wait_for(lambda: self.last_step() > first, 20, "the step counter to move on")
+
+    def quit(self) -> int:
+        self.child.send("q")
+        self.child.expect(self.pexpect.EOF, timeout=30)
+        self.child.close()
+        return self.child.exitstatus
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+
+
+@pytest.fixture
+def pty_console(tmp_path, corpus_file):
+    console = PtyConsole(tmp_path / "run", corpus_file)
+    yield console
+    console.close()
+
+
+@pytest.mark.timeout(90)
+def test_end_to_end_in_a_pseudo_terminal(tmp_path, pty_console):
+    run_dir = tmp_path / "run"
+    pty_console.wait_for_training()
+    pty_console.child.send("s")
+    pty_console.wait_for(lambda: bool(checkpoint_dirs(run_dir)), 20, "s to save a checkpoint")
+    code = pty_console.quit()
+    assert code == 0, (code, pty_console.child.signalstatus, bytes(pty_console.screen[-2000:]))
     saved = checkpoint_dirs(run_dir)
     assert saved and (saved[-1] / "model.safetensors").is_file()
     # the quit saved the steps trained after the manual save
     assert len(saved) >= 2
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux /proc")
+def test_stopped_and_continued_from_outside_the_console_carries_on(pty_console):
+    """``kill -STOP`` / ``kill -CONT`` (a job-control tool, a benchmark taking turns) leaves one console.
+
+    Textual 8 alone starts another input reader and output writer on every SIGCONT, and the old
+    ones never exit. If a shell put the terminal back into line mode while the console was stopped
+    (bash does, on ``fg``), the console must switch it back to raw keys and redraw itself.
+    """
+    child = pty_console.child
+    pty_console.wait_for_training()
+    before = _threads(child.pid)
+    for _ in range(4):
+        os.kill(child.pid, signal.SIGSTOP)
+        time.sleep(0.1)
+        os.kill(child.pid, signal.SIGCONT)
+        pty_console.read_for(0.4)
+    assert _threads(child.pid) < before + 4, "each continue started more threads"
+
+    os.kill(child.pid, signal.SIGSTOP)
+    attrs = termios.tcgetattr(child.child_fd)
+    attrs[3] |= termios.ICANON | termios.ECHO  # what a shell does when it takes the terminal back
+    termios.tcsetattr(child.child_fd, termios.TCSANOW, attrs)
+    shown = len(pty_console.screen)
+    os.kill(child.pid, signal.SIGCONT)
+    pty_console.wait_for(lambda: not termios.tcgetattr(child.child_fd)[3] & termios.ICANON, 10,
+                         "the console to take raw keys again")
+    # and it redrew the whole screen, the header that never changes included
+    pty_console.wait_for(lambda: b" params" in ANSI.sub(b"", bytes(pty_console.screen[shown:])), 10,
+                         "a full repaint")
+    step = pty_console.last_step()
+    pty_console.wait_for(lambda: pty_console.last_step() > step, 20, "training to go on")
+
+    child.send(" ")  # a single key is read once, by a single reader
+    pty_console.wait_for(lambda: b"PAUSED" in pty_console.text()[-4000:], 10, "space to pause")
+    assert _threads(child.pid) < before + 4
+    assert pty_console.quit() == 0
