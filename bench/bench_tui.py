@@ -205,8 +205,10 @@ def bench_interleaved(corpus: Path, work: Path, options, windows: int, seconds: 
 
     Both processes start on the same config; then only one of them runs at a time (the other is
     frozen with SIGSTOP), in windows of ``seconds``, alternating ABBA, after 5 s of untimed warm-up
-    each. A window's first 0.5 s
-    (caches, the app catching up after a freeze) is not timed. Each window's tok/s comes from
+    each. A window's first 0.5 s (caches, the app catching up after a freeze) is not timed. The
+    app's OS threads are counted before and after the windows: Textual alone started two more on
+    every SIGCONT until gptmini_tui.driver (each new input reader polls ten times a second), which
+    taxed the app a little more in every window. Each window's tok/s comes from
     the step time stamps in the run's own metrics.jsonl. Because the two alternate every few
     seconds, a VM whose CPU speed drifts by +-20 % over minutes affects both alike.
     """
@@ -246,12 +248,16 @@ def bench_interleaved(corpus: Path, work: Path, options, windows: int, seconds: 
         while time.monotonic() < deadline and not all(
                 m.exists() and len(_step_times(m)) > 20 for m in metrics.values()):
             time.sleep(0.5)
+        for side, m in metrics.items():
+            if not (m.exists() and len(_step_times(m)) > 20):
+                raise SystemExit(f"bench: the {side} run recorded no steps within 120 s ({m})")
         for pid in pids.values():
             os.kill(pid, signal.SIGSTOP)
         for pid in pids.values():  # warm-up, alone and untimed (the app's first paints and plot builds)
             os.kill(pid, signal.SIGCONT)
             time.sleep(5.0)
             os.kill(pid, signal.SIGSTOP)
+        app_threads = [_os_threads(app.pid)]  # SIGCONT must not make the app start new threads
         for i in range(windows):
             order = ("headless", "app") if i % 2 == 0 else ("app", "headless")
             for side in order:
@@ -262,6 +268,7 @@ def bench_interleaved(corpus: Path, work: Path, options, windows: int, seconds: 
                 t1 = time.time()
                 os.kill(pids[side], signal.SIGSTOP)
                 spans[side].append((t0, t1))
+        app_threads.append(_os_threads(app.pid))
         for pid in pids.values():
             os.kill(pid, signal.SIGCONT)
         time.sleep(1.0)  # let both metrics writers flush
@@ -287,7 +294,16 @@ def bench_interleaved(corpus: Path, work: Path, options, windows: int, seconds: 
     lo, hi = _bootstrap_ratio_ci(per["headless"], per["app"])
     return {"headless": h_rate, "tui": a_rate, "ratio": a_rate / h_rate, "ci90": (lo, hi),
             "pair_ratio": statistics.median(pair_ratios) if pair_ratios else float("nan"),
-            "headless_all": rates["headless"], "tui_all": rates["app"], "windows": windows, "seconds": seconds}
+            "headless_all": rates["headless"], "tui_all": rates["app"], "windows": windows, "seconds": seconds,
+            "app_threads": tuple(app_threads)}
+
+
+def _os_threads(pid: int) -> int:
+    """How many OS threads a process has (Linux /proc), or -1 where that cannot be read."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return -1
 
 
 def _pooled_rate(windows: list[tuple[int, float]]) -> float:
@@ -333,7 +349,8 @@ def bench_interleaved_repeats(corpus: Path, work: Path, options, windows: int, s
     return {"headless": statistics.mean(r["headless"] for r in runs), "tui": statistics.mean(r["tui"] for r in runs),
             "ratio": statistics.mean(ratios), "sd": statistics.stdev(ratios), "runs": ratios,
             "ci90": (float("nan"), float("nan")),
-            "pair_ratio": statistics.median(r["pair_ratio"] for r in runs)}
+            "pair_ratio": statistics.median(r["pair_ratio"] for r in runs),
+            "app_threads": (min(r["app_threads"][0] for r in runs), max(r["app_threads"][1] for r in runs))}
 
 
 def _il_value(r: dict) -> tuple[str, str]:
@@ -347,7 +364,8 @@ def _il_value(r: dict) -> tuple[str, str]:
 
 def _print_il(name: str, r: dict) -> None:
     what, value = _il_value(r)
-    print(f"    {name}: headless {r['headless']:,.0f} tok/s, app {r['tui']:,.0f} tok/s, {what}: {value}", flush=True)
+    print(f"    {name}: headless {r['headless']:,.0f} tok/s, app {r['tui']:,.0f} tok/s, {what}: {value}; "
+          f"app OS threads before/after the windows {r['app_threads'][0]}/{r['app_threads'][1]}", flush=True)
 
 
 def _il_rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
@@ -355,6 +373,9 @@ def _il_rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
     return [
         (f"real processes in turns, {name}: `gptmini train` / `gptmini-tui`",
          f"{r['headless']:,.0f} / {r['tui']:,.0f} tok/s", "", ""),
+        (f"real processes in turns, {name}: app OS threads before / after the windows",
+         f"{r['app_threads'][0]} / {r['app_threads'][1]}", "equal", "PASS" if r["app_threads"][0] == r["app_threads"][1]
+         else "FAIL"),
         (f"real processes in turns, {name}: {what}", value, ">= 0.95", "PASS" if r["ratio"] >= 0.95 else "FAIL"),
     ]
 
