@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     app = GPTMiniApp(config, attach=attach, start_paused=paused)
     app.run()
     if app.quit_report:
-        print(app.quit_report)
+        try:
+            print(app.quit_report)
+        except OSError:  # the terminal hung up (SSH dropped): the checkpoint is saved all the same
+            pass
     return int(app.return_code or 0)
 
 

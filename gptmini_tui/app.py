@@ -48,6 +48,7 @@ from gptmini_tui.messages import (
     ReplyProgress,
     ReplyStarted,
     StepProgress,
+    StopSignal,
     TrainerExited,
 )
 from gptmini_tui.screens import ConfirmScreen, HelpScreen, NewRunScreen
@@ -192,6 +193,7 @@ class GPTMiniApp(App[int]):
         # quitting
         self._quitting = False
         self.quit_report: str | None = None
+        self._hung_up = False
         self._error_detail = ""
         self.pause_requested = start_paused  # what the user asked for; the engine confirms with StateChanged
         self._bindings_signature: tuple | None = None
@@ -1190,6 +1192,16 @@ class GPTMiniApp(App[int]):
         if t is not None and done is not None and not done.is_set():
             t.stop(save=False)
             done.wait(self.stop_timeout)
+
+    @on(StopSignal)
+    async def _stop_signal(self, message: StopSignal) -> None:
+        """SIGTERM or a hung-up terminal: quit as on ``q`` (save unsaved steps); a second SIGTERM quits now."""
+        if message.name == "hangup":
+            if self._hung_up:
+                return
+            self._hung_up = True
+        self.log_panel.add(f"{message.name}: quitting", "warning")
+        await self.action_quit()
 
     async def action_quit(self) -> None:
         if self._quitting:

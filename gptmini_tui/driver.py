@@ -1,4 +1,4 @@
-"""The console's terminal driver: Textual's Linux driver, continued correctly after an outside stop.
+"""The console's terminal driver: Textual's Linux driver, made safe for signals from outside.
 
 On Ctrl+Z (SIGTSTP) Textual leaves application mode before the process stops, and enters it again
 on SIGCONT. A process stopped from outside (``kill -STOP``, a job-control or scheduling tool, a
@@ -12,22 +12,97 @@ the terminal settings: if something changed them while the process was stopped (
 it reports the job stopped and takes the terminal back), it leaves and re-enters application mode
 once and repaints the whole screen; otherwise nothing else used the terminal and nothing needs
 doing.
+
+SIGTERM and a hang-up (SIGHUP, or, where SIGHUP is ignored, the terminal polled as hung up: the
+SSH connection dropped, the window closed) become a ``StopSignal`` message, so the console saves unsaved training and exits
+as on ``q`` instead of dying with its progress. After a hang-up, output to the dead terminal is
+dropped: Textual's writer thread would otherwise die on the first EIO and the app would then
+block on its full output queue.
 """
 
 from __future__ import annotations
 
+import select
+import signal
 import termios
 from typing import Any
 
 from textual.drivers.linux_driver import LinuxDriver
 
+from gptmini_tui.messages import StopSignal
+
+HANGUP_CHECK_S = 1.0
+
+
+class _TerminalOutput:
+    """The terminal's output stream; once the terminal has hung up, output is dropped, not raised."""
+
+    def __init__(self, file) -> None:
+        self._file = file
+        self.lost = False
+
+    def write(self, text: str) -> int:
+        if not self.lost:
+            try:
+                return self._file.write(text)
+            except OSError:  # EIO: the terminal hung up
+                self.lost = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lost:
+            try:
+                self._file.flush()
+            except OSError:
+                self.lost = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
 
 class ConsoleDriver(LinuxDriver):
     _app_mode_attrs: list[Any] | None = None
+    _hangup_poll: select.poll | None = None
+    _hung_up = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._output = self._file = _TerminalOutput(self._file)
+        signal.signal(signal.SIGTERM, self._stop_signal)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup: then only a failed read tells
+            signal.signal(signal.SIGHUP, self._stop_signal)
+
+    def _stop_signal(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGHUP:
+            self._hang_up()
+        else:
+            self._loop.call_soon_threadsafe(self._app.post_message, StopSignal("SIGTERM"))
+
+    def _hang_up(self) -> None:
+        if self._hung_up:
+            return
+        self._hung_up = self._output.lost = True
+        self.exit_event.set()  # the input thread stops reading the dead terminal
+        self._loop.call_soon_threadsafe(self._app.post_message, StopSignal("hangup"))
 
     def start_application_mode(self) -> None:
         super().start_application_mode()
         self._app_mode_attrs = self._terminal_attrs()
+        if self.input_tty and self._hangup_poll is None:
+            self._hangup_poll = select.poll()
+            self._hangup_poll.register(self.fileno, select.POLLIN)
+            self._loop.call_later(HANGUP_CHECK_S, self._check_hangup)
+
+    def _check_hangup(self) -> None:
+        """Has the terminal hung up? Needed where SIGHUP is ignored (nohup): reading a hung-up terminal
+        returns end-of-file, which Textual's reader takes for piped input and then spins on. Output that
+        failed to reach the terminal (EIO) tells the same."""
+        if self._hung_up:
+            return
+        if self._output.lost or any(mask & select.POLLHUP for _fd, mask in self._hangup_poll.poll(0)):
+            self._hang_up()
+        else:
+            self._loop.call_later(HANGUP_CHECK_S, self._check_hangup)
 
     def _terminal_attrs(self) -> list[Any] | None:
         if not self.input_tty:
@@ -41,10 +116,13 @@ class ConsoleDriver(LinuxDriver):
         return self._key_thread is not None and self._key_thread.is_alive()
 
     def _sigcont_application(self, *args: Any) -> None:
+        if self._hung_up or self._output.lost:  # the kernel sends SIGCONT with SIGHUP: nothing to draw on
+            return
         if not (self._auto_restart and self._in_application_mode()):
             super()._sigcont_application(*args)  # Textual's own suspend (Ctrl+Z, App.suspend)
             return
-        if self._app_mode_attrs is not None and self._terminal_attrs() != self._app_mode_attrs:
+        now = self._terminal_attrs()
+        if now is not None and self._app_mode_attrs is not None and now != self._app_mode_attrs:
             self.suspend_application_mode()
             self.resume_application_mode()
             # Whatever the shell printed is gone with the alternate screen; a resize to the same

@@ -109,3 +109,15 @@ class AttachModelChanged(Message):
 
     name: str
     step: int
+
+
+@dataclass
+class StopSignal(Message):
+    """The process was told to stop from outside: ``SIGTERM``, or its terminal hung up
+    (``SIGHUP``, or the terminal polled as hung up: an SSH connection dropped, a window closed).
+
+    ``hangup`` notices can repeat (the signal and the poll) and are handled once; a second
+    ``SIGTERM`` means "now", like a second ``q``.
+    """
+
+    name: str  # "SIGTERM" or "hangup"

@@ -53,7 +53,7 @@ def test_help_lists_the_console_options(capsys):
 class PtyConsole:
     """The installed ``gptmini-tui`` on a tiny config, in a 120x40 pseudo-terminal."""
 
-    def __init__(self, run_dir, corpus_file):
+    def __init__(self, run_dir, corpus_file, preexec_fn=None):
         self.pexpect = pytest.importorskip("pexpect")
         exe = shutil.which("gptmini-tui")
         if exe is None:
@@ -64,7 +64,7 @@ class PtyConsole:
             "--eval-interval", "100000", "--save-interval", "100000", "--out", str(run_dir),
         ]
         env = dict(os.environ, TERM="xterm-256color", OMP_NUM_THREADS="1", COLUMNS="120", LINES="40")
-        self.child = self.pexpect.spawn(exe, args, env=env, dimensions=(40, 120), timeout=60)
+        self.child = self.pexpect.spawn(exe, args, env=env, dimensions=(40, 120), timeout=60, preexec_fn=preexec_fn)
         self.screen = bytearray()
 
     def read_for(self, seconds: float) -> None:
@@ -100,8 +100,14 @@ class PtyConsole:
         return self.child.exitstatus
 
     def close(self) -> None:
-        if self.child.isalive():
-            self.child.terminate(force=True)
+        try:
+            os.kill(self.child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.child.close(force=True)
+        except Exception:  # a test closed the terminal or reaped the process itself
+            pass
 
 
 @pytest.fixture
@@ -166,3 +172,53 @@ def test_stopped_and_continued_from_outside_the_console_carries_on(pty_console):
     pty_console.wait_for(lambda: b"PAUSED" in pty_console.text()[-4000:], 10, "space to pause")
     assert _threads(child.pid) < before + 4
     assert pty_console.quit() == 0
+
+
+def _saved_step(path) -> int:
+    return int(path.name.split("-")[1])
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_saves_and_exits_as_quit_does(tmp_path, pty_console):
+    pty_console.wait_for_training()
+    os.kill(pty_console.child.pid, signal.SIGTERM)
+    pty_console.child.expect(pty_console.pexpect.EOF, timeout=30)
+    pty_console.child.close()
+    assert pty_console.child.exitstatus == 0, (pty_console.child.signalstatus, bytes(pty_console.screen[-2000:]))
+    saved = checkpoint_dirs(tmp_path / "run")
+    assert saved and _saved_step(saved[-1]) >= pty_console.last_step()
+
+
+def _ignore_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("sighup", ["handled", "ignored"])
+def test_a_terminal_that_hangs_up_saves_and_exits(tmp_path, corpus_file, sighup):
+    """The SSH connection drops: the terminal hangs up under the console, which must save and exit.
+
+    With SIGHUP ignored (``nohup``), the console notices from polling its terminal.
+    """
+    pty_console = PtyConsole(tmp_path / "run", corpus_file, _ignore_sighup if sighup == "ignored" else None)
+    try:
+        _hang_up_and_wait(tmp_path, pty_console)
+    finally:
+        pty_console.close()
+
+
+def _hang_up_and_wait(tmp_path, pty_console) -> None:
+    pty_console.wait_for_training()
+    shown = pty_console.last_step()
+    pid = pty_console.child.pid
+    os.close(pty_console.child.child_fd)  # what sshd does when the connection is gone
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        assert time.monotonic() < deadline, "the console did not exit after its terminal hung up"
+        time.sleep(0.2)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    saved = checkpoint_dirs(tmp_path / "run")
+    assert saved and _saved_step(saved[-1]) >= shown
