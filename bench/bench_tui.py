@@ -200,17 +200,20 @@ def _window_rate(points: list[tuple[float, int]], t0: float, t1: float) -> tuple
     return inside[-1][1] - inside[0][1], inside[-1][0] - inside[0][0]
 
 
-def bench_interleaved(corpus: Path, work: Path, options, windows: int, seconds: float) -> dict:
+def bench_interleaved(corpus: Path, work: Path, options, windows: int, seconds: float,
+                      control: bool = False) -> dict:
     """The real ``gptmini train`` and the real ``gptmini-tui`` (in a 120x40 pty), run in turns.
 
     Both processes start on the same config; then only one of them runs at a time (the other is
     frozen with SIGSTOP), in windows of ``seconds``, alternating ABBA, after 5 s of untimed warm-up
-    each. A window's first 0.5 s (caches, the app catching up after a freeze) is not timed. The
-    app's OS threads are counted before and after the windows: Textual alone started two more on
-    every SIGCONT until gptmini_tui.driver (each new input reader polls ten times a second), which
-    taxed the app a little more in every window. Each window's tok/s comes from
-    the step time stamps in the run's own metrics.jsonl. Because the two alternate every few
-    seconds, a VM whose CPU speed drifts by +-20 % over minutes affects both alike.
+    each. A window's first 0.5 s (caches, the app catching up after a freeze) is not timed. Each
+    window's tok/s comes from the step time stamps in the run's own metrics.jsonl. Because the two
+    alternate every few seconds, a VM whose CPU speed drifts by +-20 % over minutes affects both alike.
+
+    The app's OS threads are counted before and after the windows: until gptmini_tui.driver, Textual
+    started two more on every SIGCONT (each new input reader polls ten times a second), which taxed
+    the app a little more in every window. With ``control`` the "app" side is a second
+    ``gptmini train``: the same protocol between identical programs gives the noise floor.
     """
     import pexpect
 
@@ -225,12 +228,16 @@ def bench_interleaved(corpus: Path, work: Path, options, windows: int, seconds: 
     a_opts = options(corpus, run / "app", 10_000_000)
     headless = subprocess.Popen([cli, "train", *cli_args(h_opts)], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-    app = pexpect.spawn(tui, cli_args(a_opts), env=env, dimensions=(40, 120), timeout=60)
-    app.delaybeforesend = None
     stop_reader = threading.Event()
+    if control:
+        app = subprocess.Popen([cli, "train", *cli_args(a_opts)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    else:
+        app = pexpect.spawn(tui, cli_args(a_opts), env=env, dimensions=(40, 120), timeout=60)
+        app.delaybeforesend = None
 
     def drain() -> None:  # keep reading the pty, or the app blocks on a full terminal
-        while not stop_reader.is_set():
+        while not control and not stop_reader.is_set():
             try:
                 app.read_nonblocking(1 << 20, timeout=0.1)
             except pexpect.TIMEOUT:
@@ -279,7 +286,11 @@ def bench_interleaved(corpus: Path, work: Path, options, windows: int, seconds: 
             except ProcessLookupError:
                 pass
         headless.terminate()
-        app.terminate(force=True)
+        if control:
+            app.terminate()
+            app.wait(timeout=30)
+        else:
+            app.terminate(force=True)
         stop_reader.set()
         headless.wait(timeout=30)
         reader.join(timeout=5)
@@ -335,14 +346,14 @@ def _bootstrap_ratio_ci(headless: list[tuple[int, float]], app: list[tuple[int, 
 
 
 def bench_interleaved_repeats(corpus: Path, work: Path, options, windows: int, seconds: float,
-                              repeats: int) -> dict:
+                              repeats: int, control: bool = False) -> dict:
     """``bench_interleaved`` with ``repeats`` fresh pairs of processes; the score is the mean of their ratios.
 
     One pair of processes is not enough on a shared VM: the same protocol with ``gptmini train``
     against itself scattered by up to 5.6 % from one pair to the next (bench/README_tui.md), while
     the bootstrap interval of one run only covers the noise between its windows.
     """
-    runs = [bench_interleaved(corpus, work, options, windows, seconds) for _ in range(max(1, repeats))]
+    runs = [bench_interleaved(corpus, work, options, windows, seconds, control) for _ in range(max(1, repeats))]
     if len(runs) == 1:
         return dict(runs[0], runs=[runs[0]["ratio"]], sd=float("nan"))
     ratios = [r["ratio"] for r in runs]
@@ -364,20 +375,25 @@ def _il_value(r: dict) -> tuple[str, str]:
 
 def _print_il(name: str, r: dict) -> None:
     what, value = _il_value(r)
-    print(f"    {name}: headless {r['headless']:,.0f} tok/s, app {r['tui']:,.0f} tok/s, {what}: {value}; "
-          f"app OS threads before/after the windows {r['app_threads'][0]}/{r['app_threads'][1]}", flush=True)
+    threads = r.get("app_threads")
+    print(f"    {name}: headless {r['headless']:,.0f} tok/s, app {r['tui']:,.0f} tok/s, {what}: {value}"
+          + (f"; app OS threads before/after the windows {threads[0]}/{threads[1]}" if threads else ""), flush=True)
 
 
-def _il_rows(name: str, r: dict) -> list[tuple[str, str, str, str]]:
+def _il_rows(name: str, r: dict, control: dict | None = None) -> list[tuple[str, str, str, str]]:
     what, value = _il_value(r)
-    return [
-        (f"real processes in turns, {name}: `gptmini train` / `gptmini-tui`",
-         f"{r['headless']:,.0f} / {r['tui']:,.0f} tok/s", "", ""),
-        (f"real processes in turns, {name}: app OS threads before / after the windows",
-         f"{r['app_threads'][0]} / {r['app_threads'][1]}", "equal", "PASS" if r["app_threads"][0] == r["app_threads"][1]
-         else "FAIL"),
-        (f"real processes in turns, {name}: {what}", value, ">= 0.95", "PASS" if r["ratio"] >= 0.95 else "FAIL"),
-    ]
+    rows = [(f"real processes in turns, {name}: `gptmini train` / `gptmini-tui`",
+             f"{r['headless']:,.0f} / {r['tui']:,.0f} tok/s", "", "")]
+    if r.get("app_threads"):
+        before, after = r["app_threads"]
+        rows.append((f"real processes in turns, {name}: app OS threads before / after the windows",
+                     f"{before} / {after}", "equal", "PASS" if before == after else "FAIL"))
+    rows.append((f"real processes in turns, {name}: {what}", value, ">= 0.95", "PASS" if r["ratio"] >= 0.95 else "FAIL"))
+    if control is not None and control.get("runs"):
+        c_what, c_value = _il_value(control)
+        rows.append((f"control, {name}: `gptmini train` / `gptmini train`, same protocol: {c_what}", c_value,
+                     "(noise floor)", ""))
+    return rows
 
 
 # ------------------------------------------------------------- (2)+(3) real pty
@@ -584,6 +600,8 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=4.0, help="(1b) seconds per window (4)")
     ap.add_argument("--repeats", type=int, default=1,
                     help="(1b) fresh pairs of processes per model; >1 scores the mean of their ratios (1)")
+    ap.add_argument("--control", action="store_true",
+                    help="(1b) also run `gptmini train` against itself the same way: the noise floor (doubles (1b))")
     ap.add_argument("--toggles", type=int, default=15, help="pause/resume round trips for the latency (15)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads, passed to every run as --threads (default: torch's)")
@@ -617,6 +635,7 @@ def main() -> int:
         if args.demo_pairs:
             print("    cpu-demo preset (4 layers, d_model 128, context 128, batch 16): the default CPU run", flush=True)
             demo = bench_throughput(corpus, work, args.demo_steps, args.demo_pairs, demo_options)
+    ctl_micro = ctl_demo = None
     il_micro = il_demo = {"headless": nan, "tui": nan, "ratio": nan, "pair_ratio": nan, "ci90": (nan, nan),
                           "runs": [], "sd": nan}
     if args.windows and not args.skip_throughput:
@@ -626,6 +645,14 @@ def main() -> int:
         _print_il("micro", il_micro)
         il_demo = bench_interleaved_repeats(corpus, work, demo_options, args.windows, args.window, args.repeats)
         _print_il("cpu-demo", il_demo)
+        if args.control:
+            print("(1b) control: the same with `gptmini train` against itself ...", flush=True)
+            ctl_micro = bench_interleaved_repeats(corpus, work, tiny_options, args.windows, args.window,
+                                                  args.repeats, control=True)
+            _print_il("micro, control", ctl_micro)
+            ctl_demo = bench_interleaved_repeats(corpus, work, demo_options, args.windows, args.window,
+                                                 args.repeats, control=True)
+            _print_il("cpu-demo, control", ctl_demo)
     print(f"(2)+(3) real pty 120x40: {args.seconds:.0f} s of training, then latency ...", flush=True)
     pty = bench_pty(corpus, work, args.seconds, args.toggles, args.threads or torch.get_num_threads())
     print("(4) memory: a million steps through the bridge ...", flush=True)
@@ -647,8 +674,8 @@ def main() -> int:
          "PASS" if demo["ratio"] >= 0.95 else "FAIL"),
         ("cpu-demo preset: busy ratio app / headless", f"{demo['busy_ratio']:.3f}", ">= 0.95",
          "PASS" if demo["busy_ratio"] >= 0.95 else "FAIL"),
-        *_il_rows("micro model", il_micro),
-        *_il_rows("cpu-demo", il_demo),
+        *_il_rows("micro model", il_micro, ctl_micro),
+        *_il_rows("cpu-demo", il_demo, ctl_demo),
         ("micro model in a real pty (unpaired)", f"{pty['pty_tok_per_s']:,.0f} tok/s",
          f"ratio {pty['pty_tok_per_s'] / thr['headless']:.3f}", ""),
         ("CPU in the pty run: training thread / all other threads",
