@@ -1,6 +1,7 @@
 """The headless CLI, through the installed ``gptmini`` entry point."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -109,6 +110,42 @@ def test_ctrl_c_saves_prints_how_to_resume_and_exits_zero(tiny_text, tmp_path):
     assert proc.returncode == 0, stderr
     assert "resume with: gptmini train --resume" in stdout
     assert (run_dir / "latest").exists()
+    steps = [r["step"] for r in read_metrics(run_dir) if r["event"] == "step"]
+    saved = [r for r in read_metrics(run_dir) if r["event"] == "checkpoint"]
+    assert saved and saved[-1]["step"] == steps[-1] and saved[-1]["reason"] == "stop"
+
+
+@pytest.mark.timeout(120)
+def test_a_terminal_that_hangs_up_saves_and_exits_zero(tiny_text, tmp_path):
+    """Training over SSH without tmux: the connection drops, the terminal hangs up, the steps are saved."""
+    pexpect = pytest.importorskip("pexpect")
+    run_dir = tmp_path / "run"
+    long_text = tmp_path / "long.txt"
+    long_text.write_text(tiny_text.read_text() * 50)
+    child = pexpect.spawn(exe()[0], [*exe()[1:], "train", "--data", str(long_text), *TINY, "--max-steps", "100000",
+                                     "--eval-interval", "100000", "--out", str(run_dir)],
+                          cwd=str(tmp_path), dimensions=(24, 80), timeout=60)
+    try:
+        deadline = time.time() + 120
+        while not ((run_dir / "metrics.jsonl").exists() and any(r["event"] == "step" for r in read_metrics(run_dir))):
+            assert time.time() < deadline, "training never started"
+            try:
+                child.read_nonblocking(65536, timeout=0.2)
+            except pexpect.TIMEOUT:
+                pass
+        child.read_nonblocking(65536, timeout=0.5)
+        os.close(child.child_fd)  # what sshd does when the connection is gone
+        deadline = time.time() + 60
+        while not (done := os.waitpid(child.pid, os.WNOHANG))[0]:
+            assert time.time() < deadline, "gptmini train did not exit after its terminal hung up"
+            time.sleep(0.2)
+    finally:
+        try:
+            os.kill(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    status = done[1]
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     steps = [r["step"] for r in read_metrics(run_dir) if r["event"] == "step"]
     saved = [r for r in read_metrics(run_dir) if r["event"] == "checkpoint"]
     assert saved and saved[-1]["step"] == steps[-1] and saved[-1]["reason"] == "stop"

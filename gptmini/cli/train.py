@@ -143,12 +143,19 @@ def run(args) -> int:
     interrupted = threading.Event()
 
     def on_signal(signum, frame):
+        if signum == signal.SIGHUP:  # the terminal is gone (SSH dropped): nowhere left to print
+            _silence_output()
+            if interrupted.is_set():
+                return
         if interrupted.is_set():  # second Ctrl+C: give up at once
             raise KeyboardInterrupt
         interrupted.set()
         trainer.stop(save=True)
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop_signals = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup, keep training
+        stop_signals.append(signal.SIGHUP)
+    old = {s: signal.signal(s, on_signal) for s in stop_signals}
     try:
         finished = trainer.run()
     finally:
@@ -166,6 +173,16 @@ def run(args) -> int:
         console.print(f"stopped at step {finished.step}; checkpoint saved in {where}\n"
                       f"resume with: gptmini train --resume {where}", highlight=False)
     return 0
+
+
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null: printing to a hung-up terminal fails with EIO."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def trainer_is_main() -> bool:
