@@ -4,8 +4,8 @@ On Ctrl+Z (SIGTSTP) Textual leaves application mode before the process stops, an
 on SIGCONT. A process stopped from outside (``kill -STOP``, a job-control or scheduling tool, a
 benchmark that runs programs in turns) is continued with SIGCONT while it never left application
 mode, and Textual 8 then starts it a second time: one more input reader thread and one more
-output writer thread on every continue, plus a full repaint. The readers never exit; each polls
-the terminal ten times a second and they race for the same keystrokes.
+output writer thread on every continue. The readers never exit; each polls the terminal ten times
+a second and they race for the same keystrokes.
 
 This driver re-enters application mode only when it had left it. After an outside stop it checks
 the terminal settings: if something changed them while the process was stopped (bash does, when
@@ -14,8 +14,8 @@ once and repaints the whole screen; otherwise nothing else used the terminal and
 doing.
 
 SIGTERM and a hang-up (SIGHUP, or, where SIGHUP is ignored, the terminal polled as hung up: the
-SSH connection dropped, the window closed) become a ``StopSignal`` message, so the console saves unsaved training and exits
-as on ``q`` instead of dying with its progress. After a hang-up, output to the dead terminal is
+SSH connection dropped, the window closed) become a ``StopSignal`` message, so the console saves
+unsaved training and exits as on ``q`` instead of dying with its progress. After a hang-up, output to the dead terminal is
 dropped: Textual's writer thread would otherwise die on the first EIO and the app would then
 block on its full output queue.
 """
@@ -69,7 +69,7 @@ class ConsoleDriver(LinuxDriver):
         super().__init__(*args, **kwargs)
         self._output = self._file = _TerminalOutput(self._file)
         signal.signal(signal.SIGTERM, self._stop_signal)
-        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup: then only a failed read tells
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup: then the terminal poll tells
             signal.signal(signal.SIGHUP, self._stop_signal)
 
     def _stop_signal(self, signum: int, _frame: Any) -> None:
