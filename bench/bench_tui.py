@@ -350,7 +350,7 @@ def bench_interleaved_repeats(corpus: Path, work: Path, options, windows: int, s
     """``bench_interleaved`` with ``repeats`` fresh pairs of processes; the score is the mean of their ratios.
 
     One pair of processes is not enough on a shared VM: the same protocol with ``gptmini train``
-    against itself scattered by up to 5.6 % from one pair to the next (bench/README_tui.md), while
+    against itself (``--control``) scattered from 0.89 to 1.25 per pair (bench/README_tui.md), while
     the bootstrap interval of one run only covers the noise between its windows.
     """
     runs = [bench_interleaved(corpus, work, options, windows, seconds, control) for _ in range(max(1, repeats))]

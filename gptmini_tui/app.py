@@ -193,7 +193,6 @@ class GPTMiniApp(App[int]):
         # quitting
         self._quitting = False
         self.quit_report: str | None = None
-        self._hung_up = False
         self._error_detail = ""
         self.pause_requested = start_paused  # what the user asked for; the engine confirms with StateChanged
         self._bindings_signature: tuple | None = None
@@ -1196,10 +1195,6 @@ class GPTMiniApp(App[int]):
     @on(StopSignal)
     async def _stop_signal(self, message: StopSignal) -> None:
         """SIGTERM or a hung-up terminal: quit as on ``q`` (save unsaved steps); a second SIGTERM quits now."""
-        if message.name == "hangup":
-            if self._hung_up:
-                return
-            self._hung_up = True
         self.log_panel.add(f"{message.name}: quitting", "warning")
         await self.action_quit()
 

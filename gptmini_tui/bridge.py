@@ -6,8 +6,8 @@ poller), so it only appends to the loss history and calls ``post_message``
 ``call_from_thread`` (which would block training until the UI ran).
 
 Steps are coalesced twice: the bridge posts at most one ``StepProgress`` per
-``min_interval`` seconds (the app passes its counter refresh period, 1 s) (the UI reads the newest step from ``latest_step``
-on its refresh timer anyway), and ``StepProgress.can_replace`` collapses any
+``min_interval`` seconds (the app passes its counter refresh period, 1 s; the UI
+reads the newest step from ``latest_step`` on its refresh timer anyway), and ``StepProgress.can_replace`` collapses any
 that still queue up. The full loss history goes into ``LossHistory``.
 """
 

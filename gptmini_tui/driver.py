@@ -15,9 +15,9 @@ doing.
 
 SIGTERM and a hang-up (SIGHUP, or, where SIGHUP is ignored, the terminal polled as hung up: the
 SSH connection dropped, the window closed) become a ``StopSignal`` message, so the console saves
-unsaved training and exits as on ``q`` instead of dying with its progress. After a hang-up, output to the dead terminal is
-dropped: Textual's writer thread would otherwise die on the first EIO and the app would then
-block on its full output queue.
+unsaved training and exits as on ``q`` instead of dying with its progress. After a hang-up, output
+to the dead terminal is dropped: Textual's writer thread would otherwise die on the first EIO and
+the app would then block on its full output queue.
 """
 
 from __future__ import annotations

@@ -116,8 +116,8 @@ class StopSignal(Message):
     """The process was told to stop from outside: ``SIGTERM``, or its terminal hung up
     (``SIGHUP``, or the terminal polled as hung up: an SSH connection dropped, a window closed).
 
-    ``hangup`` notices can repeat (the signal and the poll) and are handled once; a second
-    ``SIGTERM`` means "now", like a second ``q``.
+    The driver posts ``hangup`` once, however it noticed; a second ``SIGTERM`` means "now", like
+    a second ``q``.
     """
 
     name: str  # "SIGTERM" or "hangup"

@@ -19,6 +19,19 @@ def tiny_config(data: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**opts)
 
 
+def wait_for_exit(pid: int, timeout: float, what: str) -> int:
+    """Reap child ``pid`` (not spawned through subprocess) and return its wait status; fail after ``timeout`` s."""
+    import os
+
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        assert time.monotonic() < deadline, f"{what} did not exit within {timeout:.0f} s"
+        time.sleep(0.2)
+
+
 class Recorder:
     """Collects engine events (thread-safe) and lets a test wait for one."""
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.helpers import read_metrics
+from tests.helpers import read_metrics, wait_for_exit
 
 TINY = ["--n-layers", "1", "--n-heads", "2", "--d-model", "32", "--context", "32", "--batch-size", "4",
         "--eval-batches", "2", "--sample-tokens", "4", "--device", "cpu"]
@@ -135,16 +135,12 @@ def test_a_terminal_that_hangs_up_saves_and_exits_zero(tiny_text, tmp_path):
                 pass
         child.read_nonblocking(65536, timeout=0.5)
         os.close(child.child_fd)  # what sshd does when the connection is gone
-        deadline = time.time() + 60
-        while not (done := os.waitpid(child.pid, os.WNOHANG))[0]:
-            assert time.time() < deadline, "gptmini train did not exit after its terminal hung up"
-            time.sleep(0.2)
+        status = wait_for_exit(child.pid, 60, "gptmini train, after its terminal hung up,")
     finally:
         try:
             os.kill(child.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    status = done[1]
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     steps = [r["step"] for r in read_metrics(run_dir) if r["event"] == "step"]
     saved = [r for r in read_metrics(run_dir) if r["event"] == "checkpoint"]

@@ -12,6 +12,8 @@ import time
 import pytest
 from tui_helpers import checkpoint_dirs
 
+from tests.helpers import wait_for_exit
+
 from gptmini_tui.__main__ import main
 
 ANSI = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)")
@@ -212,13 +214,7 @@ def _hang_up_and_wait(tmp_path, pty_console) -> None:
     shown = pty_console.last_step()
     pid = pty_console.child.pid
     os.close(pty_console.child.child_fd)  # what sshd does when the connection is gone
-    deadline = time.monotonic() + 30
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        assert time.monotonic() < deadline, "the console did not exit after its terminal hung up"
-        time.sleep(0.2)
+    status = wait_for_exit(pid, 30, "the console, after its terminal hung up,")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     saved = checkpoint_dirs(tmp_path / "run")
     assert saved and _saved_step(saved[-1]) >= shown
