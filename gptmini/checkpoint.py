@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from gptmini import events
 from gptmini.config import ModelConfig
 from gptmini.errors import CheckpointError
 
@@ -330,6 +333,94 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], whe
     model.load_state_dict(state)
 
 
+# ------------------------------------------------------- training state in/out
+@dataclass
+class ResumePoint:
+    """Where a run stands: what a checkpoint records beside the tensors, and a resume puts back."""
+
+    step: int = 0
+    epoch: int = 0  # 0-based index of the epoch in progress
+    batch: int = 0  # optimizer steps done inside that epoch
+    tokens_seen: int = 0
+    steps_per_epoch: int | None = None
+    best_val_loss: float = math.inf
+    val_loss: float | None = None
+    train_loss: float | None = None
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> "ResumePoint":
+        pos = manifest["position"]
+        return cls(step=pos["step"], epoch=pos["epoch"], batch=pos["batch"], tokens_seen=pos["tokens_seen"],
+                   steps_per_epoch=pos.get("steps_per_epoch"),
+                   best_val_loss=manifest.get("best_val_loss") or math.inf,
+                   val_loss=manifest.get("val_loss"), train_loss=manifest.get("train_loss"))
+
+
+def training_manifest(point: ResumePoint, *, model_config: ModelConfig, tokenizer: Any, train_config: dict[str, Any],
+                      optimizer_meta: dict[str, Any], scaler_state: dict[str, Any] | None,
+                      schedule: dict[str, Any], corpus: str, n_params: int, data_seed: int) -> dict[str, Any]:
+    """Everything a checkpoint records besides its tensors (``save_checkpoint`` adds files, step, times)."""
+    version, internal, gauss = random.getstate()
+    return {
+        "model_config": model_config.to_dict(),
+        "tokenizer": tokenizer.describe(),
+        "train_config": train_config,
+        "optimizer": optimizer_meta,
+        "scaler": scaler_state,
+        "position": {"step": point.step, "epoch": point.epoch, "batch": point.batch,
+                     "tokens_seen": point.tokens_seen, "steps_per_epoch": point.steps_per_epoch},
+        "schedule": schedule,
+        "best_val_loss": point.best_val_loss if math.isfinite(point.best_val_loss) else None,
+        "train_loss": point.train_loss,
+        "val_loss": point.val_loss,
+        "rng": {"python": [version, list(internal), gauss], "data_seed": data_seed},
+        "wall_time": time.time(),
+        "n_params": n_params,
+        "corpus": corpus,
+    }
+
+
+def rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    """The RNG states a checkpoint keeps beside the optimizer state."""
+    out = {"rng.torch_cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def apply_training_state(ckpt: Checkpoint, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                         scaler: Any, model_config: ModelConfig, device: torch.device,
+                         steps_per_epoch: int) -> ResumePoint:
+    """Put a checkpoint's weights, optimizer, scaler and RNG states into a live run; returns its position."""
+    check_model_config(ckpt.manifest["model_config"], model_config, ckpt.path)
+    load_model_state(model, {k: v.to(device) for k, v in ckpt.model.items()}, ckpt.path)
+    opt = ckpt.optimizer
+    if opt is None:
+        raise CheckpointError(f"{ckpt.path} holds no optimizer state; it cannot be resumed (only sampled)")
+    state = optimizer.state_dict()
+    for saved_group, group in zip(opt["param_groups"], state["param_groups"]):
+        for key in ("fused", "foreach", "capturable", "differentiable"):  # how this process runs, not state
+            if key in group:
+                saved_group[key] = group[key]
+    optimizer.load_state_dict(opt)
+    if scaler is not None and ckpt.manifest.get("scaler"):
+        scaler.load_state_dict(ckpt.manifest["scaler"])
+    point = ResumePoint.from_manifest(ckpt.manifest)
+    if point.steps_per_epoch not in (None, steps_per_epoch) and point.batch:
+        raise CheckpointError(
+            f"{ckpt.path} was saved mid-epoch with {point.steps_per_epoch} steps per epoch; this run has "
+            f"{steps_per_epoch} (batch size, data or world size changed)")
+    if "rng.torch_cpu" in ckpt.rng:
+        torch.set_rng_state(ckpt.rng["rng.torch_cpu"])
+    if "rng.cuda" in ckpt.rng and device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt.rng["rng.cuda"], device)
+    py = ckpt.manifest.get("rng", {}).get("python")
+    if py:
+        random.setstate((py[0], tuple(py[1]), py[2]))
+    point.steps_per_epoch = steps_per_epoch
+    return point
+
+
 def load_for_inference(path: str | Path, device: str = "cpu"):
     """Load a checkpoint's model (eval mode) and tokenizer for sampling.
 
@@ -388,7 +479,7 @@ def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
         pos = m.get("position", {})
         epochs_done = None
         if isinstance(pos.get("epoch"), int) and isinstance(pos.get("batch"), int) and pos.get("steps_per_epoch"):
-            epochs_done = pos["epoch"] + pos["batch"] / pos["steps_per_epoch"]
+            epochs_done = events.epochs_done(pos["epoch"], pos["batch"], pos["steps_per_epoch"])
         out.append(
             CheckpointInfo(
                 name=p.name,
@@ -407,6 +498,13 @@ def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
             )
         )
     return out
+
+
+def newest_checkpoint(infos: list[CheckpointInfo]) -> CheckpointInfo | None:
+    """The checkpoint ``latest`` points at, else the highest step; unreadable ones never."""
+    good = [i for i in infos if i.error is None]
+    latest = [i for i in good if i.is_latest]
+    return latest[0] if latest else max(good, key=lambda i: i.step, default=None)
 
 
 def find_runs(root: str | Path) -> list[Path]:

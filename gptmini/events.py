@@ -10,7 +10,43 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from typing import Any, ClassVar
+
+try:
+    from enum import StrEnum
+except ImportError:  # Python 3.10
+
+    class StrEnum(str, Enum):  # type: ignore[no-redef]
+        def __str__(self) -> str:
+            return str(self.value)
+
+
+class RunState(StrEnum):
+    """Where a run is. The engine moves through these; the console and ``RunSession`` show and check them.
+
+    A ``StrEnum``: it compares equal to its value and is written to ``metrics.jsonl`` as plain text.
+    """
+
+    CREATED = "created"
+    STARTING = "starting"  # loading the corpus, tokenising, building the model
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"  # asked to stop: finishing the step, saving
+    FINISHED = "finished"
+    ERROR = "error"
+
+    @property
+    def ended(self) -> bool:
+        return self in (RunState.FINISHED, RunState.ERROR)
+
+
+def epochs_done(epoch_index: int, batch: int, batches_per_epoch: int) -> float:
+    """Epochs completed as a fraction: ``epoch_index`` whole epochs (0-based) plus ``batch`` steps of the next.
+
+    The one place the fractional epoch is computed (plot x-axis, checkpoint tables, counters).
+    """
+    return epoch_index + batch / max(1, batches_per_epoch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +138,11 @@ class Step(Event):
     gpu_mem_gb: float | None = None
     time: float = field(default_factory=_now)
 
+    @property
+    def epochs_done(self) -> float:
+        """Fractional epochs after this step (1.5 = half way through epoch 2)."""
+        return epochs_done(self.epoch - 1, self.batch, self.batches_per_epoch)
+
 
 @dataclass(frozen=True, slots=True)
 class Eval(Event):
@@ -148,10 +189,10 @@ class CheckpointRestored(Event):
 
 @dataclass(frozen=True, slots=True)
 class StateChanged(Event):
-    """The run's state: starting, running, paused, stopping, finished, error."""
+    """The run's state changed (see ``RunState``)."""
 
     kind: ClassVar[str] = "state"
-    state: str
+    state: RunState
     step: int
     time: float = field(default_factory=_now)
 
@@ -198,4 +239,7 @@ def event_from_record(record: dict[str, Any]) -> Event | None:
     if cls is None:
         return None
     names = set(cls.__dataclass_fields__)
-    return cls(**{k: v for k, v in record.items() if k in names})
+    values = {k: v for k, v in record.items() if k in names}
+    if cls is StateChanged and "state" in values:
+        values["state"] = RunState(values["state"])  # ValueError for a state this version does not know
+    return cls(**values)

@@ -190,7 +190,7 @@ def test_export_writes_weights_only_without_padding(tiny_text, tmp_path):
 def test_listing_tells_how_far_into_the_run_each_checkpoint_is(tiny_text, tmp_path):
     trainer = Trainer(tiny_config(tiny_text, tmp_path / "run", max_steps=7, save_interval=3, keep_last=10))
     trainer.run()
-    per_epoch = trainer.steps_per_epoch
+    per_epoch = trainer.plan.steps_per_epoch
     infos = {i.step: i for i in list_checkpoints(tmp_path / "run")}
     assert set(infos) >= {3, 6, 7}
     for step, info in infos.items():

@@ -292,7 +292,7 @@ def test_a_save_requested_after_the_run_ended_is_written_not_dropped(tiny_text, 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gptmini.engine.save_checkpoint", disk_full)  # a failing late save is an error, not a no-op
+    monkeypatch.setattr("gptmini.ckpt_writer.save_checkpoint", disk_full)  # a failing late save is an error, not a no-op
     with pytest.raises(OSError, match="No space left"):
         trainer.request_save("manual").result(timeout=60)
     assert "No space left" in rec.of(ev.Error)[-1].message
@@ -309,12 +309,29 @@ def test_no_engine_thread_outlives_run(tiny_text, tmp_path):
 
 
 def test_closing_the_checkpoint_writer_waits_for_its_thread(monkeypatch):
-    from gptmini.engine import _CheckpointWriter
+    import threading
+
+    from gptmini.ckpt_writer import CheckpointWriter
     from gptmini.staging import StagingPool
 
     pool = StagingPool()
-    monkeypatch.setattr(pool, "prefault", lambda spec: time.sleep(0.3))  # the writer is busy when close() comes
-    writer = _CheckpointWriter(pool)
-    writer.submit({"prefault": ()})
-    writer.close()
-    assert not writer._thread.is_alive()
+    busy, release = threading.Event(), threading.Event()
+
+    def slow_prefault(spec):
+        busy.set()
+        assert release.wait(30)
+
+    monkeypatch.setattr(pool, "prefault", slow_prefault)
+    writer = CheckpointWriter(pool)
+    writer.prefault(())
+    assert busy.wait(30)  # the writer is busy when close() comes
+    closer = threading.Thread(target=writer.close)
+    closer.start()
+    deadline = time.monotonic() + 30
+    while not writer.closed:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert closer.is_alive()  # close() is waiting for the writer, which cannot end before release
+    release.set()
+    closer.join(30)
+    assert not closer.is_alive() and not writer._thread.is_alive()

@@ -51,7 +51,8 @@ def test_close_writes_what_is_still_queued_without_waiting_for_the_interval(tmp_
 
 
 def _example(cls: type[ev.Event]) -> ev.Event:
-    values = {"int": 3, "float": 1.5, "str": "text", "bool": True, "dict": {"n_layers": 2, "bias": False}}
+    values = {"int": 3, "float": 1.5, "str": "text", "bool": True, "dict": {"n_layers": 2, "bias": False},
+              "RunState": ev.RunState.PAUSED}
     kwargs = {}
     for f in dataclasses.fields(cls):
         kind = str(f.type).split("|")[0].strip()

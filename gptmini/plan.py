@@ -1,0 +1,103 @@
+"""What a run will do, resolved from its options before the first step: pure functions, no torch.
+
+``TrainConfig`` holds what the user asked for, with ``None`` meaning "the default". ``plan_run``
+turns it, plus what only the data and the device can tell (batches per epoch, world size, device
+type), into a frozen ``RunPlan`` with every number filled in: the one place the learning-rate
+defaults, the schedule lengths and the step/epoch arithmetic are decided. The engine, ``config.json``
+and the checkpoint manifests all read the plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from gptmini.config import ModelConfig, preset_config
+from gptmini.errors import CorpusError
+from gptmini.train_config import TrainConfig
+
+# Options a checkpoint fixes: resuming with another value would train a different run.
+MODEL_DIM_OPTIONS = ("n_layers", "n_heads", "d_model", "context", "bias")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    decay_steps: int
+    total_steps: int
+    steps_per_epoch: int
+    n_epochs: int
+    tokens_per_step: int
+    log_interval: int
+    compile: bool
+
+    def schedule(self) -> dict[str, Any]:
+        """The learning-rate schedule as recorded in ``config.json`` and each manifest."""
+        return {"lr": self.lr, "min_lr": self.min_lr, "warmup_steps": self.warmup_steps,
+                "decay_steps": self.decay_steps, "total_steps": self.total_steps}
+
+
+def default_lr(cfg: TrainConfig) -> float:
+    """``--lr``, or 1e-3 for models up to 384 wide and 6e-4 above (nanoGPT's two regimes)."""
+    if cfg.lr is not None:
+        return cfg.lr
+    d_model = cfg.d_model or preset_config(cfg.preset, 100).d_model
+    return 1e-3 if d_model <= 384 else 6e-4
+
+
+def plan_run(cfg: TrainConfig, *, batches_per_epoch: int, context_length: int, world_size: int,
+             device_type: str) -> RunPlan:
+    """Every number of the run; ``batches_per_epoch`` counts this process's micro-batches."""
+    steps_per_epoch = batches_per_epoch // cfg.grad_accum
+    if steps_per_epoch < 1:
+        raise CorpusError(
+            f"one epoch has only {batches_per_epoch} batches of {cfg.batch_size} per process, "
+            f"fewer than --grad-accum {cfg.grad_accum}; lower --grad-accum or --batch-size, or add text")
+    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    lr = default_lr(cfg)
+    return RunPlan(
+        lr=lr,
+        min_lr=cfg.min_lr if cfg.min_lr is not None else lr / 10,
+        warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else min(200, total_steps // 20),
+        decay_steps=cfg.lr_decay_steps or total_steps,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        n_epochs=math.ceil(total_steps / steps_per_epoch),
+        tokens_per_step=cfg.batch_size * context_length * cfg.grad_accum * world_size,
+        log_interval=cfg.log_interval or (1 if device_type == "cpu" else 10),
+        compile=cfg.compile if cfg.compile is not None else device_type == "cuda",
+    )
+
+
+def model_config_for(cfg: TrainConfig, vocab_size: int, saved: dict[str, Any] | None = None) -> ModelConfig:
+    """The model a run builds: from the preset and dims flags, or, on resume, the checkpoint's own.
+
+    On resume only ``--dropout`` may change the saved shape's settings; a dims flag or ``--preset``
+    given explicitly must agree with the checkpoint (``CheckpointError`` otherwise, raised by the
+    caller through ``check_model_config``).
+    """
+    if saved is None:
+        return preset_config(cfg.preset, vocab_size, **cfg.model_overrides())
+    values = dict(saved)
+    if cfg.dropout is not None:
+        values["dropout"] = cfg.dropout
+    return ModelConfig.from_dict(values)
+
+
+def explicit_model_options(cfg: TrainConfig) -> bool:
+    """Did the user name the model's shape (a dims flag or ``--preset``) on the command line?"""
+    return any(k in cfg.explicit for k in MODEL_DIM_OPTIONS) or "preset" in cfg.explicit
+
+
+def resume_config(cfg: TrainConfig, manifest: dict[str, Any]) -> TrainConfig:
+    """The checkpoint's training options, overridden by those the user set explicitly."""
+    base = dict(manifest.get("train_config") or {})
+    for name in cfg.explicit:
+        base[name] = getattr(cfg, name)
+    base["resume"] = cfg.resume
+    if "out" not in cfg.explicit:
+        base["out"] = None
+    return TrainConfig.from_dict(base, explicit=cfg.explicit)
