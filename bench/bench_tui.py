@@ -521,7 +521,7 @@ def bench_history_memory(n_steps: int = 1_000_000, width: int = 120) -> dict:
 
     from gptmini import events as ev
     from gptmini_tui.bridge import EngineBridge
-    from gptmini_tui.history import downsample
+    from gptmini.history import downsample
 
     bridge = EngineBridge(lambda message: None)
     tracemalloc.start()

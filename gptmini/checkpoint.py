@@ -81,6 +81,13 @@ def write_pointer(run_dir: Path, pointer: str, target: str) -> None:
     _fsync_dir(run_dir)
 
 
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``path`` whole or not at all (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
 def read_pointer(run_dir: Path, pointer: str) -> str | None:
     try:
         return (run_dir / pointer).read_text().strip() or None

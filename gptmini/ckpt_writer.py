@@ -30,7 +30,7 @@ class SaveJob:
     best: bool
     keep_last: int
     reason: str
-    blocked: float  # seconds the training loop spent copying the state
+    blocked: float  # seconds the training loop spent on the save (copying the state)
     staged: dict[str, torch.Tensor]  # the staging buffers, given back once written
 
 
@@ -56,9 +56,24 @@ class CheckpointWriter:
         self._thread = threading.Thread(target=self._work, name="gptmini-ckpt-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, job: SaveJob) -> None:
-        """Write ``job`` on the writer thread (or here and now once the writer is closed)."""
-        self._enqueue(job)
+    def submit(self, sources: dict[str, torch.Tensor], extra_optimizer: dict[str, torch.Tensor], *, run_dir: Path,
+               step: int, manifest: dict[str, Any], best: bool, keep_last: int, reason: str, blocked: float) -> None:
+        """Copy ``sources`` (the live ``model.*`` / ``optim.*`` tensors) into staging buffers now, on the
+        calling thread; write them on the writer thread (or here and now once the writer is closed)."""
+        staged = self.staging.copy(sources)  # into reused host buffers: no fresh page faults
+        model = {k[len("model."):]: v for k, v in staged.items() if k.startswith("model.")}
+        optimizer = {k[len("optim."):]: v for k, v in staged.items() if k.startswith("optim.")}
+        optimizer.update(extra_optimizer)
+        self._enqueue(SaveJob(run_dir=run_dir, step=step, model=model, optimizer=optimizer, manifest=manifest,
+                              best=best, keep_last=keep_last, reason=reason, blocked=blocked, staged=staged))
+
+    def results(self):
+        """The saves finished since the last call (successes and failures), oldest first."""
+        while True:
+            try:
+                yield self.done.get_nowait()
+            except queue.Empty:
+                return
 
     def prefault(self, spec: Spec) -> None:
         """Map one set of staging buffers ahead of the first save, off the training thread."""
@@ -114,3 +129,10 @@ class CheckpointWriter:
         self._jobs.put(None)
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=60)
+
+    def finish(self) -> list[SaveResult]:
+        """The run has ended: write what is queued, stop the thread, free the buffers; the last results."""
+        self.wait_idle(timeout=600)
+        self.close()
+        self.staging.clear()
+        return list(self.results())

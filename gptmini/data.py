@@ -149,15 +149,18 @@ class TokenisingProgress:
 
 
 def tokenize_corpus(
-    corpus: Corpus, tokenizer_name: str, *, val_fraction: float = 0.1, progress: ProgressFn | None = None
+    corpus: Corpus, tokenizer: str | Tokenizer, *, val_fraction: float = 0.1, progress: ProgressFn | None = None
 ) -> tuple[Tokenizer, TokenData]:
-    """The tokenizer for ``corpus`` (a char vocabulary is read from it) and its cached token data.
+    """The tokenizer for ``corpus`` and its cached token data.
 
-    Used by the engine before a run and by ``gptmini prepare``; it never imports torch.
+    ``tokenizer`` is a name (a char vocabulary is then read from the corpus) or a tokenizer already
+    built (a resumed run's). Used by the engine before a run and by ``gptmini prepare``; it never
+    imports torch.
     """
     from gptmini.tokenizer import build_tokenizer
 
-    tokenizer = build_tokenizer(tokenizer_name, corpus.iter_text() if tokenizer_name == "char" else None)
+    if isinstance(tokenizer, str):
+        tokenizer = build_tokenizer(tokenizer, corpus.iter_text() if tokenizer == "char" else None)
     return tokenizer, TokenData.build(corpus, tokenizer, val_fraction=val_fraction, progress=progress)
 
 

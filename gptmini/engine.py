@@ -15,10 +15,7 @@ a checkpoint records (and a resume puts back) is ``checkpoint.training_manifest`
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import math
-import os
-import queue
 import random
 import threading
 import time
@@ -41,8 +38,9 @@ from gptmini.checkpoint import (
     load_checkpoint,
     rng_tensors,
     training_manifest,
+    write_json_atomic,
 )
-from gptmini.ckpt_writer import CheckpointWriter, SaveJob, SaveResult
+from gptmini.ckpt_writer import CheckpointWriter, SaveResult
 from gptmini.config import ModelConfig
 from gptmini.device import DeviceChoice, choose_precision, device_name, peak_flops, resolve_device, setup_backends
 from gptmini.distributed import Ranks, any_rank, init_distributed, teardown_distributed
@@ -52,6 +50,7 @@ from gptmini.meter import NonFiniteLoss, StepReporter, Throughput
 from gptmini.metrics import MetricsWriter
 from gptmini.model import GPT
 from gptmini.optim import lr_at, make_optimizer
+from gptmini.requests import Requests
 from gptmini.plan import RunPlan, explicit_model_options, model_config_for, plan_run, resume_config
 from gptmini.staging import StagingPool, spec_of
 from gptmini.train_config import TrainConfig
@@ -109,9 +108,7 @@ class Trainer:
             self._pause.set()
         self._stop = threading.Event()
         self._stop_save_reason: str | None = "stop"  # None: stop without saving
-        self._requests: queue.SimpleQueue[tuple[str, Any, cf.Future]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._loop_active = threading.Event()
+        self._requests = Requests(self._serve)
         self.state = RunState.CREATED
         # where the run stands
         self.step = 0
@@ -169,32 +166,25 @@ class Trainer:
             self._set_state(RunState.STOPPING)
 
     def request_save(self, reason: str = "manual") -> cf.Future:
-        return self._request("save", reason)
+        return self._requests.submit("save", reason)
 
     def request_restore(self, path: str | Path) -> cf.Future:
-        return self._request("restore", Path(path))
+        return self._requests.submit("restore", Path(path))
 
     def snapshot(self, timeout: float = 60.0) -> ModelSnapshot:
         """A consistent copy of the current weights (taken between two steps)."""
-        return self._request("snapshot", None).result(timeout=timeout)
+        return self._requests.submit("snapshot", None).result(timeout=timeout)
 
     @property
     def is_active(self) -> bool:
-        return self._loop_active.is_set()
+        """True while the training loop runs (and serves requests between steps)."""
+        return self._requests.loop_active.is_set()
 
     @property
     def last_loss(self) -> float | None:
         return self._reporter.last_loss if self._reporter is not None else None
 
     # ------------------------------------------------------------- requests
-    def _request(self, kind: str, arg: Any) -> cf.Future:
-        fut: cf.Future = cf.Future()
-        if self._loop_active.is_set() and threading.current_thread() is not self._thread:
-            self._requests.put((kind, arg, fut))
-        else:  # nobody is training right now: serve it here
-            self._serve(kind, arg, fut)
-        return fut
-
     def _serve(self, kind: str, arg: Any, fut: cf.Future) -> None:
         if not fut.set_running_or_notify_cancel():
             return
@@ -215,23 +205,8 @@ class Trainer:
                 self._emit(ev.Error(message=str(exc), error_kind=_error_kind(exc), step=self.step, fatal=False))
 
     def _serve_requests(self) -> None:
-        while True:
-            try:
-                kind, arg, fut = self._requests.get_nowait()
-            except queue.Empty:
-                break
-            self._serve(kind, arg, fut)
+        self._requests.serve_waiting()
         self._drain_saves()
-
-    def _fail_requests(self) -> None:
-        """The run has ended: whatever is still queued fails, so no caller waits forever."""
-        while True:
-            try:
-                _, _, fut = self._requests.get_nowait()
-            except queue.Empty:
-                return
-            if fut.set_running_or_notify_cancel():
-                fut.set_exception(GPTMiniError("training has ended"))
 
     def _emit(self, event: ev.Event) -> None:
         for cb in list(self._subscribers):
@@ -247,13 +222,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ run
     def run(self) -> ev.Finished:
-        self._thread = threading.current_thread()
+        self._requests.loop_thread = threading.current_thread()
         t0 = time.time()
         reason = "completed"
         self._set_state(RunState.STARTING)
         try:
             self._setup()
-            self._loop_active.set()
+            self._requests.loop_active.set()
             reason = self._loop()
         except NonFiniteLoss as exc:
             reason = "error"
@@ -280,9 +255,9 @@ class Trainer:
             self._emit(ev.Error(message=f"{type(exc).__name__}: {exc}", error_kind="internal",
                                 step=self.step, fatal=True))
         finally:
-            self._loop_active.clear()
+            self._requests.loop_active.clear()
             self._finish_writes()
-            self._fail_requests()
+            self._requests.fail_waiting()
         self._set_state(RunState.ERROR if reason == "error" else RunState.FINISHED)
         finished = ev.Finished(step=self.step, reason=reason, loss=self.last_loss, val_loss=self.last_val_loss,
                                elapsed_s=time.time() - t0, tokens_seen=self.tokens_seen)
@@ -314,20 +289,15 @@ class Trainer:
 
     def _load_data(self, resume: Checkpoint | None) -> None:
         from gptmini.corpus import load_corpus
-        from gptmini.data import TokenData, TokenisingProgress, tokenize_corpus
+        from gptmini.data import TokenisingProgress, tokenize_corpus
         from gptmini.tokenizer import tokenizer_from_description
 
         cfg = self.config
         self.corpus = corpus = load_corpus(cfg.data, cfg.corpus)
-        if resume is not None:
-            self.tokenizer = tokenizer_from_description(resume.manifest["tokenizer"])
-            progress = TokenisingProgress(self._emit, corpus, self.tokenizer.name)
-            self.token_data = TokenData.build(corpus, self.tokenizer, val_fraction=cfg.val_fraction,
-                                              progress=progress)
-        else:
-            progress = TokenisingProgress(self._emit, corpus, cfg.tokenizer_name)
-            self.tokenizer, self.token_data = tokenize_corpus(corpus, cfg.tokenizer_name,
-                                                              val_fraction=cfg.val_fraction, progress=progress)
+        tokenizer = tokenizer_from_description(resume.manifest["tokenizer"]) if resume else cfg.tokenizer_name
+        progress = TokenisingProgress(self._emit, corpus, getattr(tokenizer, "name", tokenizer))
+        self.tokenizer, self.token_data = tokenize_corpus(corpus, tokenizer, val_fraction=cfg.val_fraction,
+                                                          progress=progress)
         progress.finish(self.token_data)
 
     def _build_model(self, resume: Checkpoint | None) -> None:
@@ -402,7 +372,7 @@ class Trainer:
 
     def _write_config_json(self) -> None:
         plan = self.plan
-        data = {
+        write_json_atomic(self.run_dir / "config.json", {
             "train": self.config.to_dict(),
             "model": self.model_config.to_dict(),
             "tokenizer": self.tokenizer.describe() if self.tokenizer.name != "char" else {"name": "char"},
@@ -413,10 +383,7 @@ class Trainer:
                 "dtype": self.precision.dtype_name, "world_size": self.ranks.world_size,
                 "corpus": self.corpus.name, "corpus_bytes": self.corpus.n_bytes,
             },
-        }
-        tmp = self.run_dir / ".config.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        os.replace(tmp, self.run_dir / "config.json")
+        })
 
     # ----------------------------------------------------------------- loop
     def _loop(self) -> str:
@@ -606,63 +573,49 @@ class Trainer:
     def _save(self, reason: str, best: bool = False) -> Path | None:
         """Copy the state to host memory now; write it on the writer thread."""
         self._reporter.flush(wait=True)  # never save weights that already produced a NaN (all ranks)
+        self.steps_since_save = 0
         if not self.ranks.is_main:
-            self.steps_since_save = 0
             return None
         t0 = time.perf_counter()
         sources, opt_meta = self._state_tensors()
-        staged = self._writer.staging.copy(sources)  # into reused host buffers: no fresh page faults
-        model_state = {k[len("model."):]: v for k, v in staged.items() if k.startswith("model.")}
-        opt_tensors = {k[len("optim."):]: v for k, v in staged.items() if k.startswith("optim.")}
-        opt_tensors.update(rng_tensors(self.device))
         manifest = training_manifest(
             self._position(), model_config=self.model_config, tokenizer=self.tokenizer,
             train_config=self.config.to_dict(), optimizer_meta=opt_meta, scaler_state=self.scaler.state_dict(),
             schedule=self.plan.schedule(), corpus=self.corpus.name, n_params=self.model.num_params(),
             data_seed=self.config.seed)
-        blocked = time.perf_counter() - t0
-        self._throughput.exclude(blocked)
-        self._writer.submit(SaveJob(run_dir=self.run_dir, step=self.step, model=model_state, optimizer=opt_tensors,
-                                    manifest=manifest, best=best, keep_last=self.config.keep_last, reason=reason,
-                                    blocked=blocked, staged=staged))
-        self.steps_since_save = 0
+        self._writer.submit(sources, rng_tensors(self.device), run_dir=self.run_dir, step=self.step,
+                            manifest=manifest, best=best, keep_last=self.config.keep_last, reason=reason,
+                            blocked=time.perf_counter() - t0)
+        self._throughput.exclude(time.perf_counter() - t0)
         if self._writer.closed:  # after the run: written inline above; report it (or fail the request) now
-            result = self._writer.done.get_nowait()
+            result = next(self._writer.results())
             if result.error is not None:
                 raise result.error
-            self._saved(result)
+            self._report_save(result)
             return result.path
         return self.run_dir / checkpoint_name(self.step)
 
     def _drain_saves(self) -> None:
-        if self._writer is None:
-            return
-        while True:
-            try:
-                result = self._writer.done.get_nowait()
-            except queue.Empty:
-                return
-            if result.error is not None:
-                job = result.job
-                self.steps_since_save = max(self.steps_since_save, 1)
-                self._emit(ev.Error(message=f"could not save checkpoint at step {job.step} in {job.run_dir}: "
-                                            f"{result.error}; older checkpoints are untouched",
-                                    error_kind="checkpoint", step=job.step, fatal=False))
-            else:
-                self._saved(result)
+        if self._writer is not None:
+            for result in self._writer.results():
+                self._report_save(result)
 
-    def _saved(self, result: SaveResult) -> None:
+    def _report_save(self, result: SaveResult) -> None:
         job = result.job
-        self.last_checkpoint = result.path
-        self._emit(ev.CheckpointSaved(step=job.step, path=str(result.path), reason=job.reason, best=job.best,
-                                      seconds=job.blocked))
+        if result.error is None:
+            self.last_checkpoint = result.path
+            self._emit(ev.CheckpointSaved(step=job.step, path=str(result.path), reason=job.reason, best=job.best,
+                                          seconds=job.blocked))
+        else:
+            self.steps_since_save = max(self.steps_since_save, 1)
+            self._emit(ev.Error(message=f"could not save checkpoint at step {job.step} in {job.run_dir}: "
+                                        f"{result.error}; older checkpoints are untouched",
+                                error_kind="checkpoint", step=job.step, fatal=False))
 
     def _finish_writes(self) -> None:
         if self._writer is not None:
-            self._writer.wait_idle(timeout=600)
-            self._drain_saves()
-            self._writer.close()
-            self._writer.staging.clear()
+            for result in self._writer.finish():
+                self._report_save(result)
 
     def _restore(self, path: Path) -> int:
         self._reporter.flush(wait=True)

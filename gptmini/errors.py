@@ -23,3 +23,11 @@ class CheckpointError(GPTMiniError):
 
 class SamplingError(GPTMiniError, ValueError):
     """Invalid sampling settings or prompt."""
+
+
+def error_text(exc: BaseException) -> str:
+    """What to show for an exception: a user's mistake (``GPTMiniError``) reads as its message,
+    anything else also names its type."""
+    if isinstance(exc, GPTMiniError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -233,6 +233,31 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+HANDLER_NAMES: dict[type[Event], str] = {cls: f"on_{_snake(cls.__name__)}" for cls in EVENT_TYPES.values()}
+
+
+class Handler:
+    """The one dispatch of engine events: ``handle(event)`` calls ``on_<event type>(event)``.
+
+    ``on_step``, ``on_eval``, ``on_run_started``, ``on_checkpoint_saved``, ... (``HANDLER_NAMES``); a
+    consumer defines the methods for the events it cares about and ignores the rest. The CLI reporter,
+    ``RunSession``'s record of a run and the console's log pane are handlers; the console turns each
+    event type into its own Textual message.
+    """
+
+    def handle(self, event: Event) -> Any:
+        method = getattr(self, HANDLER_NAMES[type(event)], None)
+        return method(event) if method is not None else self.unhandled(event)
+
+    def unhandled(self, event: Event) -> Any:
+        """Events of a type this handler has no method for."""
+        return None
+
+
 def event_from_record(record: dict[str, Any]) -> Event | None:
     """Rebuild an event from a ``metrics.jsonl`` line (unknown kinds give ``None``)."""
     cls = EVENT_TYPES.get(record.get("event", ""))

@@ -27,8 +27,7 @@ import signal
 import termios
 from typing import Any
 
-from textual.drivers.linux_driver import LinuxDriver
-
+from gptmini_tui.compat import LinuxDriverHooks
 from gptmini_tui.messages import StopSignal
 
 HANGUP_CHECK_S = 1.0
@@ -38,13 +37,13 @@ class _TerminalOutput:
     """The terminal's output stream; once the terminal has hung up, output is dropped, not raised."""
 
     def __init__(self, file) -> None:
-        self._file = file
+        self._stream = file
         self.lost = False
 
     def write(self, text: str) -> int:
         if not self.lost:
             try:
-                return self._file.write(text)
+                return self._stream.write(text)
             except OSError:  # EIO: the terminal hung up
                 self.lost = True
         return len(text)
@@ -52,22 +51,22 @@ class _TerminalOutput:
     def flush(self) -> None:
         if not self.lost:
             try:
-                self._file.flush()
+                self._stream.flush()
             except OSError:
                 self.lost = True
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._file, name)
+        return getattr(self._stream, name)
 
 
-class ConsoleDriver(LinuxDriver):
-    _app_mode_attrs: list[Any] | None = None
-    _hangup_poll: select.poll | None = None
-    _hung_up = False
-
+class ConsoleDriver(LinuxDriverHooks):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._output = self._file = _TerminalOutput(self._file)
+        self._app_mode_attrs: list[Any] | None = None
+        self._hangup_poll: select.poll | None = None
+        self._hung_up = False
+        self._output = _TerminalOutput(self.output_stream)
+        self.output_stream = self._output
         signal.signal(signal.SIGTERM, self._stop_signal)
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # nohup: then the terminal poll tells
             signal.signal(signal.SIGHUP, self._stop_signal)
@@ -76,14 +75,14 @@ class ConsoleDriver(LinuxDriver):
         if signum == signal.SIGHUP:
             self._hang_up()
         else:
-            self._loop.call_soon_threadsafe(self._app.post_message, StopSignal("SIGTERM"))
+            self.event_loop.call_soon_threadsafe(self.textual_app.post_message, StopSignal("SIGTERM"))
 
     def _hang_up(self) -> None:
         if self._hung_up:
             return
         self._hung_up = self._output.lost = True
         self.exit_event.set()  # the input thread stops reading the dead terminal
-        self._loop.call_soon_threadsafe(self._app.post_message, StopSignal("hangup"))
+        self.event_loop.call_soon_threadsafe(self.textual_app.post_message, StopSignal("hangup"))
 
     def start_application_mode(self) -> None:
         super().start_application_mode()
@@ -91,7 +90,7 @@ class ConsoleDriver(LinuxDriver):
         if self.input_tty and self._hangup_poll is None:
             self._hangup_poll = select.poll()
             self._hangup_poll.register(self.fileno, select.POLLIN)
-            self._loop.call_later(HANGUP_CHECK_S, self._check_hangup)
+            self.event_loop.call_later(HANGUP_CHECK_S, self._check_hangup)
 
     def _check_hangup(self) -> None:
         """Has the terminal hung up? Needed where SIGHUP is ignored (nohup): reading a hung-up terminal
@@ -102,7 +101,7 @@ class ConsoleDriver(LinuxDriver):
         if self._output.lost or any(mask & select.POLLHUP for _fd, mask in self._hangup_poll.poll(0)):
             self._hang_up()
         else:
-            self._loop.call_later(HANGUP_CHECK_S, self._check_hangup)
+            self.event_loop.call_later(HANGUP_CHECK_S, self._check_hangup)
 
     def _terminal_attrs(self) -> list[Any] | None:
         if not self.input_tty:
@@ -112,14 +111,11 @@ class ConsoleDriver(LinuxDriver):
         except termios.error:
             return None
 
-    def _in_application_mode(self) -> bool:
-        return self._key_thread is not None and self._key_thread.is_alive()
-
-    def _sigcont_application(self, *args: Any) -> None:
+    def on_continued(self) -> None:
         if self._hung_up or self._output.lost:  # the kernel sends SIGCONT with SIGHUP: nothing to draw on
             return
-        if not (self._auto_restart and self._in_application_mode()):
-            super()._sigcont_application(*args)  # Textual's own suspend (Ctrl+Z, App.suspend)
+        if not (self.auto_restart and self.reading_keys):
+            super().on_continued()  # Textual's own suspend (Ctrl+Z, App.suspend)
             return
         now = self._terminal_attrs()
         if now is not None and self._app_mode_attrs is not None and now != self._app_mode_attrs:
@@ -127,8 +123,9 @@ class ConsoleDriver(LinuxDriver):
             self.resume_application_mode()
             # Whatever the shell printed is gone with the alternate screen; a resize to the same
             # size repaints nothing, so ask for the whole screen.
-            self._loop.call_soon_threadsafe(self._repaint)
+            self.event_loop.call_soon_threadsafe(self._repaint)
 
     def _repaint(self) -> None:
-        if self._app._screen_stack:
-            self._app.screen.refresh(layout=True)
+        app = self.textual_app
+        if app.screen_stack:
+            app.screen.refresh(layout=True)

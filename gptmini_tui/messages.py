@@ -1,114 +1,50 @@
-"""Messages posted to the app (from the engine bridge and from worker threads).
+"""Messages that cross the console's modules: engine events on their way in, and the app's own facts.
 
-Every message is a small dataclass. Flood-prone latest-value messages
-(``StepProgress``, ``ReplyProgress``) implement ``can_replace`` so a queue of
-them collapses to the newest; nothing that must not be lost is replaceable.
+Each engine event type gets its own message class, made here from ``gptmini.events.EVENT_TYPES``:
+``engine(ev.Eval)`` is the class a handler names with ``@on(engine(ev.Eval))``. Adding an event type
+to the engine therefore adds its message without touching this file. Steps are the one flood-prone
+kind: their message is replaceable (a queue of them collapses to the newest; the full history is in
+the session's ``LossHistory``). Messages private to one widget (a reply's progress, a listing) live
+beside that widget.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 
-
-@dataclass
-class EngineEvent(Message):
-    """Any engine event except ``Step`` (runs started, evals, saves, errors, ...)."""
-
-    event: Any
+from gptmini import events as ev
 
 
-@dataclass
-class StepProgress(Message):
-    """The newest ``Step`` event (latest value; the full history is in ``LossHistory``)."""
+class EngineMessage(Message, namespace="engine"):
+    """An engine event delivered to the console (subclassed once per event type: ``on_engine_eval``, ...)."""
 
-    event: Any
+    event_type: type[ev.Event] = ev.Event
+
+    def __init__(self, event: ev.Event) -> None:
+        super().__init__()
+        self.event = event
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, StepProgress)
+        return self.event_type is ev.Step and type(message) is type(self)
 
 
-@dataclass
-class HistoryReset(Message):
-    """The loss history was cut back (checkpoint restored / new run)."""
-
-    step: int
-
-
-@dataclass
-class TrainerExited(Message):
-    """The training worker returned (normally or with an exception)."""
-
-    error: str | None = None
+_MESSAGES: dict[type[ev.Event], type[EngineMessage]] = {
+    cls: type(cls.__name__, (EngineMessage,), {"event_type": cls, "__module__": __name__,
+                                               "__doc__": f"Engine event ``{cls.__name__}``."}, namespace="engine")
+    for cls in ev.EVENT_TYPES.values()
+}
 
 
-@dataclass
-class ReplyStarted(Message):
-    reply_id: int
-    label: str
-    weights_step: int | None
+def engine(event_type: type[ev.Event]) -> type[EngineMessage]:
+    """The message class for an engine event type (for ``@on``)."""
+    return _MESSAGES[event_type]
 
 
-@dataclass
-class ReplyProgress(Message):
-    """Everything generated so far for one reply (latest value)."""
-
-    reply_id: int
-    text: str
-    n_tokens: int
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ReplyProgress) and message.reply_id == self.reply_id
-
-
-@dataclass
-class ReplyFinished(Message):
-    reply_id: int
-    text: str
-    n_tokens: int
-    seconds: float
-    reason: str  # done / stopped / error
-    error: str | None = None
-
-
-@dataclass
-class GenerationIdle(Message):
-    """The generation worker finished all of its replies."""
-
-    generation: int
-
-
-@dataclass
-class DistributionReady(Message):
-    request: int
-    prompt: str
-    label: str
-    candidates: list = field(default_factory=list)
-    weights_step: int | None = None
-    error: str | None = None
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, DistributionReady)
-
-
-@dataclass
-class CheckpointsListed(Message):
-    run_dir: str
-    infos: list = field(default_factory=list)
-    error: str | None = None
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, CheckpointsListed)
-
-
-@dataclass
-class AttachModelChanged(Message):
-    """Attach mode: the playground now samples from this checkpoint."""
-
-    name: str
-    step: int
+def engine_message(event: ev.Event) -> EngineMessage:
+    return _MESSAGES[type(event)](event)
 
 
 @dataclass
@@ -121,3 +57,18 @@ class StopSignal(Message):
     """
 
     name: str  # "SIGTERM" or "hangup"
+
+
+@dataclass
+class QuitReady(Message):
+    """The run is stopped (and its last step saved) for quitting; ``problem`` says what went wrong."""
+
+    problem: str | None
+
+
+@dataclass
+class NewRunReady(Message):
+    """The old run is stopped (saved first if asked): the new one can start."""
+
+    config: Any
+    problem: str | None

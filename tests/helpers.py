@@ -48,11 +48,12 @@ class Recorder:
         with self._cond:
             return [e for e in self.events if isinstance(e, kind)]
 
-    def wait_for(self, predicate, timeout: float = 60.0):
+    def wait_for(self, predicate, timeout: float = 60.0, since: int = 0):
+        """The first event (from index ``since`` on) for which ``predicate`` holds, waiting for it."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for e in self.events:
+                for e in self.events[since:]:
                     if predicate(e):
                         return e
                 left = deadline - time.monotonic()

@@ -6,7 +6,7 @@ import sys
 CODE = r"""
 import sys, torch
 import gptmini, gptmini.engine, gptmini.sampling, gptmini.checkpoint, gptmini.data, gptmini.corpus
-import gptmini.tokenizer, gptmini.metrics, gptmini.cli
+import gptmini.tokenizer, gptmini.metrics, gptmini.cli, gptmini.session, gptmini.history, gptmini.fmt
 from gptmini import GPT, ModelConfig
 m = GPT(ModelConfig(vocab_size=50, context_length=8, n_layers=1, n_heads=2, d_model=16))
 x = torch.randint(0, 50, (2, 8))

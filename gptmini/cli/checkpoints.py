@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from gptmini import fmt
 from gptmini.errors import CheckpointError
 
 
@@ -20,34 +21,6 @@ def add_parsers(sub) -> None:
     e.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its latest)")
     e.add_argument("--out", required=True, metavar="FILE.safetensors")
     e.set_defaults(run=run_export)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _age(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
-
-
-def _loss(x) -> str:
-    return "-" if x is None else f"{x:.4f}"
-
-
-def _epochs(c) -> str:
-    if c.epochs_done is not None:
-        return f"{c.epochs_done:.2f}"
-    return "-" if c.epoch is None else str(c.epoch)
 
 
 def run_list(args) -> int:
@@ -70,9 +43,9 @@ def run_list(args) -> int:
             marks = " ".join(m for m, on in (("latest", c.is_latest), ("best", c.is_best)) if on)
             if c.error:
                 marks = "[red]unreadable[/]"
-            table.add_row(c.name, str(c.step), _epochs(c),
-                          "-" if c.tokens_seen is None else f"{c.tokens_seen:,}", _loss(c.train_loss),
-                          _loss(c.val_loss), _size(c.size_bytes), _age(now - c.mtime), marks)
+            table.add_row(c.name, f"{c.step:,}", fmt.epochs(c.epochs_done if c.epochs_done is not None else c.epoch),
+                          fmt.human_count(c.tokens_seen), fmt.loss(c.train_loss), fmt.loss(c.val_loss),
+                          fmt.human_bytes(c.size_bytes), fmt.age(c.mtime, now), marks)
         console.print(table)
     return 0
 
@@ -81,5 +54,5 @@ def run_export(args) -> int:
     from gptmini.checkpoint import export_weights
 
     out = export_weights(args.checkpoint, args.out)
-    print(f"wrote {out} ({_size(out.stat().st_size)})")
+    print(f"wrote {out} ({fmt.human_bytes(out.stat().st_size)})")
     return 0

@@ -8,9 +8,11 @@ import threading
 import traceback
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from gptmini import events as ev
+from gptmini import fmt
 from gptmini.cli.args import add_train_arguments, train_config_from_args
 from gptmini.errors import GPTMiniError
 
@@ -21,73 +23,69 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _fmt(x: float | None, spec: str = ".3f") -> str:
-    return "-" if x is None else format(x, spec)
+LEVEL_PREFIX = {"warning": "[yellow]warning:[/] ", "error": "[red]error:[/] ", "save": "[green]✔[/] "}
 
 
-class ConsoleReporter:
-    """Engine subscriber: progress bar on a terminal, plain lines otherwise."""
+class ConsoleReporter(ev.Handler):
+    """Engine subscriber: a progress bar on a terminal (plain lines otherwise), and the line of each event."""
 
-    def __init__(self, console: Console, quiet_rank: bool = False):
+    def __init__(self, console: Console):
         self.console = console
         self.live = console.is_terminal
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
         self.data_bar: Progress | None = None  # tokenising, before the run starts
-        self.data_task = None
+        self.data_task: TaskID | None = None
         self.data_announced = False
         self.val: float | None = None
         self.errors: list[ev.Error] = []
-        self.last_saved: str | None = None
         self.run_dir: str | None = None
 
     def __call__(self, e: ev.Event) -> None:
-        if isinstance(e, ev.Step):
-            self._step(e)
-        elif isinstance(e, ev.RunStarted):
-            self._started(e)
-        elif isinstance(e, ev.DataProgress):
-            self._data(e)
-        elif isinstance(e, ev.Eval):
-            self.val = e.val_loss
-            mark = "  (best)" if e.best else ""
-            self._print(f"[bold]step {e.step}[/] epoch {e.epoch}: train loss {_fmt(e.train_loss)}, "
-                        f"val loss {e.val_loss:.3f}, perplexity {e.val_ppl:.1f}{mark}")
-        elif isinstance(e, ev.Sample):
-            text = e.text.replace("\n", " ")  # one line per sample, as in Raschka's generate_and_print_sample
-            self._print(f"[dim]sample:[/] [cyan]{_escape(e.prompt)}[/]{_escape(text)}")
-        elif isinstance(e, ev.CheckpointSaved):
-            self.last_saved = e.path
-            self._print(f"[green]checkpoint[/] {e.path} ({e.reason})")
-        elif isinstance(e, ev.CheckpointRestored):
-            self._print(f"[green]restored[/] {e.path} at step {e.step}")
-        elif isinstance(e, ev.Warning):
-            self._print(f"[yellow]warning:[/] {_escape(e.message)}")
-        elif isinstance(e, ev.Error):
-            self.errors.append(e)
-            if not e.fatal:
-                self._print(f"[red]error:[/] {_escape(e.message)}")
-        elif isinstance(e, ev.Finished):
-            if self.progress is not None:
-                self.progress.stop()
+        self.handle(e)
 
-    def _print(self, text: str) -> None:
+    def unhandled(self, e: ev.Event) -> None:
+        self._print_line(e)
+
+    def _print_line(self, e: ev.Event) -> None:
+        line = fmt.event_line(e)
+        if line is not None:
+            text = Text.from_markup(LEVEL_PREFIX.get(line.level, ""))
+            text.append_text(line.text)
+            self._print(text)
+
+    def _print(self, text: Text | str) -> None:
         (self.progress.console if self.progress else self.console).print(text, highlight=False)
 
-    def _data(self, e: ev.DataProgress) -> None:
+    def on_state_changed(self, e: ev.StateChanged) -> None:
+        pass  # the progress bar and the final lines tell it
+
+    def on_eval(self, e: ev.Eval) -> None:
+        self.val = e.val_loss
+        self._print_line(e)
+
+    def on_error(self, e: ev.Error) -> None:
+        self.errors.append(e)
+        if not e.fatal:  # fatal ones are printed last, on stderr
+            self._print_line(e)
+
+    def on_finished(self, e: ev.Finished) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def on_data_progress(self, e: ev.DataProgress) -> None:
         """Tokenising a corpus the cache does not hold yet: a transient bar (or one line), then a summary."""
-        what = e.label
         if e.done_bytes < e.total_bytes:
             if self.data_bar is None and not self.data_announced:
                 self.data_announced = True
                 if not self.live:
-                    self._print(f"tokenising {what} ...")
+                    self._print(f"tokenising {e.label} ...")
                     return
                 self.data_bar = Progress(
                     TextColumn("{task.description}"), BarColumn(bar_width=24),
                     TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
                     console=self.console, transient=True, refresh_per_second=4)
-                self.data_task = self.data_bar.add_task(f"tokenising {what}", total=e.total_bytes)
+                self.data_task = self.data_bar.add_task(f"tokenising {e.label}", total=e.total_bytes)
                 self.data_bar.start()
             if self.data_bar is not None:
                 self.data_bar.update(self.data_task, completed=e.done_bytes)
@@ -96,19 +94,11 @@ class ConsoleReporter:
             self.data_bar.stop()
             self.data_bar = None
         if not e.from_cache:
-            rate = e.total_bytes / 1e6 / max(e.elapsed_s, 1e-9)
-            self._print(f"tokenised {what} in {e.elapsed_s:.1f} s ({rate:.1f} MB/s); cached for the next run")
+            self._print_line(e)
 
-    def _started(self, e: ev.RunStarted) -> None:
+    def on_run_started(self, e: ev.RunStarted) -> None:
         self.run_dir = e.run_dir
-        mc = e.model_config
-        self._print(
-            f"[bold]{e.run_name}[/]: {e.n_params / 1e6:.2f} M params ({mc['n_layers']} layers, {mc['n_heads']} heads, "
-            f"d_model {mc['d_model']}, context {mc['context_length']}) on {e.device} ({e.dtype})\n"
-            f"corpus {e.corpus} ({e.corpus_bytes / 1e3:.0f} KB): {e.train_tokens:,} train / {e.val_tokens:,} val "
-            f"{e.tokenizer} tokens; {e.batches_per_epoch} steps per epoch x {e.epochs} epochs = {e.total_steps} steps"
-            + (f"; resumed at step {e.start_step}" if e.resumed_from else "")
-            + f"\nrun folder: {e.run_dir}")
+        self._print_line(e)
         if self.live:
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(bar_width=24),
@@ -117,18 +107,12 @@ class ConsoleReporter:
             self.task = self.progress.add_task("starting", total=e.total_steps, completed=e.start_step, stats="")
             self.progress.start()
 
-    def _step(self, e: ev.Step) -> None:
+    def on_step(self, e: ev.Step) -> None:
         if self.progress is not None:
             self.progress.update(
                 self.task, completed=e.step,
                 description=f"epoch {e.epoch} batch {e.batch}/{e.batches_per_epoch}",
-                stats=f"loss {e.loss_smooth:.3f} val {_fmt(self.val)} {e.tok_per_s:,.0f} tok/s")
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+                stats=f"loss {fmt.loss(e.loss_smooth)} val {fmt.loss(self.val)} {fmt.human_count(e.tok_per_s, 1)} tok/s")
 
 
 def run(args) -> int:
@@ -167,7 +151,7 @@ def run(args) -> int:
     if trainer.exception is not None and not isinstance(trainer.exception, GPTMiniError):
         traceback.print_exception(trainer.exception)
     if finished.reason == "error":
-        return 2 if trainer.state == "error" and finished.step == 0 and reporter.run_dir is None else 1
+        return 2 if finished.step == 0 and reporter.run_dir is None else 1
     if interrupted.is_set() and trainer_is_main():
         where = trainer.run_dir
         console.print(f"stopped at step {finished.step}; checkpoint saved in {where}\n"

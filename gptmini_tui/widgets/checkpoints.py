@@ -1,15 +1,24 @@
-"""Checkpoints of the current run: DataTable + Save / Restore buttons."""
+"""Checkpoints of the current run: DataTable + Save / Restore buttons.
+
+The panel lists the run's checkpoints itself: ``refresh_listing()`` reads the manifests on a worker
+thread (through the ``lister`` it was given, ``RunSession.list_checkpoints``) and shows the result;
+``Listed`` then bubbles up so the screen can act on what is new.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Button, DataTable, Static
 
-from gptmini_tui import fmt
+from gptmini import fmt
 
 
 class CheckpointTable(DataTable):
@@ -27,12 +36,22 @@ class CheckpointsPanel(Vertical):
     CheckpointsPanel #ckpt-empty { color: $text-muted; padding: 0 1; height: auto; }
     """
 
-    def __init__(self, clock=time.time, **kwargs) -> None:
+    @dataclass
+    class Listed(Message):
+        """A listing finished (``infos`` oldest first, or ``error``)."""
+
+        infos: list = field(default_factory=list)
+        error: str | None = None
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, CheckpointsPanel.Listed)
+
+    def __init__(self, lister: Callable[[], list] = list, clock=time.time, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.lister = lister
         self.clock = clock
         self.infos: list = []
-        self.run_dir: str | None = None
-        self.tokens_per_epoch: int | None = None  # from RunStarted: shows epochs as a fraction
+        self._generation = 0  # listings from before clear() are dropped
         self.table = CheckpointTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
         self.save_button = Button("Save  s", id="save-btn", variant="primary", compact=True)
         self.restore_button = Button("Restore  r", id="restore-btn", variant="warning", compact=True)
@@ -58,6 +77,30 @@ class CheckpointsPanel(Vertical):
         table.add_column("size", key="size")
         table.display = False
         self.set_interval(5.0, self.refresh_ages)
+
+    def refresh_listing(self) -> None:
+        """List the checkpoints again (on a worker thread)."""
+        self._list(self._generation)
+
+    @work(thread=True, group="ckpt-list", exit_on_error=False)
+    def _list(self, generation: int) -> None:
+        try:
+            infos = self.lister()
+        except Exception as exc:  # a folder that vanished, permissions: say so, keep the old listing
+            self.post_message(self.Listed([], f"cannot list checkpoints: {exc}"))
+            return
+        if generation == self._generation:
+            self.post_message(self.Listed(infos))
+
+    @on(Listed)
+    def _listed(self, message: Listed) -> None:
+        if message.error is None:
+            self.set_infos(message.infos)
+
+    def clear(self) -> None:
+        """A new run: nothing listed, and listings still running for the old run are dropped."""
+        self._generation += 1
+        self.set_infos([])
 
     def set_controls_enabled(self, enabled: bool, reason: str = "") -> None:
         for btn in (self.save_button, self.restore_button):
@@ -97,16 +140,9 @@ class CheckpointsPanel(Vertical):
             mark.append("★", style="bold yellow")
         if info.is_latest:
             mark.append("●", style="bold green")
-        if getattr(info, "error", None):
+        if info.error:
             mark = Text("!", style="bold red")
-        if getattr(info, "epochs_done", None) is not None:
-            epoch = f"{info.epochs_done:.2f}"  # epochs completed, with the current one's fraction
-        elif info.tokens_seen is not None and self.tokens_per_epoch:
-            epoch = f"{info.tokens_seen / self.tokens_per_epoch:.2f}"
-        elif info.epoch is not None:
-            epoch = str(info.epoch)  # epochs completed (the manifest's 0-based position)
-        else:
-            epoch = "–"
+        epoch = fmt.epochs(info.epochs_done if info.epochs_done is not None else info.epoch)
         return [
             mark,
             Text(f"{info.step:,}", justify="right"),

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from gptmini_tui import fmt
+from gptmini import fmt
 
 STATE_STYLE = {
     "starting": ("◌ STARTING", "state-starting"),

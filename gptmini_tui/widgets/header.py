@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from gptmini_tui import fmt
+from gptmini import fmt
 
 
 class RunHeader(Static):

@@ -2,8 +2,8 @@
 
 Reads the full history from ``LossHistory`` but plots a downsampled view of
 about the widget's width (min/max buckets for the raw loss, means for the
-smoothed loss), and redraws on a timer -- at most ``1/interval`` times a second
-(the app uses 1 s) and only when the history, the axis or the size changed, never per batch.
+smoothed loss), and redraws when the screen's UI tick asks (``maybe_redraw``, once a second) and
+only when the history, the axis or the size changed, never per batch.
 
 A plotext build is pure Python and takes 15-50 ms at 120x40. It runs on a
 worker thread (the UI thread only blits the finished text), so a key press
@@ -24,8 +24,9 @@ from textual.message import Message
 from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
-from gptmini_tui import fmt
-from gptmini_tui.history import AXES, Axis, LossHistory, PlotView
+from gptmini import fmt
+from gptmini.history import AXES, Axis, LossHistory, PlotView
+from gptmini_tui.compat import plotext_set_size, plotext_theme_name
 
 RAW_COLOR = (125, 125, 160)
 SMOOTH_COLOR = (64, 196, 255)
@@ -47,11 +48,10 @@ class LossPlot(PlotextPlot):
         view: PlotView
         seconds: float
 
-    def __init__(self, history: LossHistory, interval: float = 0.5, own_timer: bool = True, **kwargs) -> None:
+    def __init__(self, history: LossHistory, interval: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.history = history
-        self.interval = interval
-        self.own_timer = own_timer  # False: the app calls maybe_redraw() from its own UI tick
+        self.interval = interval  # the shortest spacing of data redraws
         self.axis: Axis = "steps"
         self.build_s = 0.0  # duration of the last plotext build (worker thread)
         self.redraws = 0  # builds shown so far (tests / bench read this)
@@ -64,8 +64,6 @@ class LossPlot(PlotextPlot):
 
     def on_mount(self) -> None:
         self._update_titles()
-        if self.own_timer:
-            self.set_interval(self.interval, self.maybe_redraw)
         self.call_after_refresh(self.maybe_redraw)
 
     # ----------------------------------------------------------- controls
@@ -97,7 +95,7 @@ class LossPlot(PlotextPlot):
         if only_data and not force and time.monotonic() < self._next_allowed:
             return
         self._building = True
-        self._build(key, self._get_plotext_theme_name(self.app.theme))
+        self._build(key, plotext_theme_name(self, self.app.theme))
 
     @work(thread=True, group="loss-plot", exit_on_error=False)
     def _build(self, key: tuple, theme: str) -> None:
@@ -122,7 +120,7 @@ class LossPlot(PlotextPlot):
                     plt.scatter(view.val_x, view.val_y, marker="●", color=VAL_COLOR)
                 self._set_xticks(view, width)
             plt.plotsize(width, height)
-            plt._set_size(width, height)  # as PlotextPlot.render does (textual-plotext issue #5)
+            plotext_set_size(plt, width, height)
             plt.theme(theme)
             text = Text.from_ansi(plt.build(), no_wrap=True, overflow="crop")
         # Cut the text into strips here too, so the UI thread only blits them.

@@ -1,12 +1,25 @@
-"""Next-token probabilities: top candidates as bars, raw (T=1) and after the active strategy's filter."""
+"""Next-token probabilities: top candidates as bars, raw (T=1) and after the active strategy's filter.
+
+The view computes them itself: ``schedule()`` debounces requests (typing, key repeats, evaluations)
+and a thread worker asks the weights its ``source`` gives (``RunSession.sampling_source``).
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
 from rich.table import Table
 from rich.text import Text
+from textual import on, work
+from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Static
 
-from gptmini_tui import fmt
+from gptmini import fmt
+from gptmini.errors import error_text
+from gptmini_tui.settings import PlaygroundSettings
 
 BAR = "█"
 PARTIAL = " ▏▎▍▌▋▊▉"
@@ -26,13 +39,94 @@ class ProbsView(Static):
     ProbsView { height: 1fr; padding: 0 1; }
     """
 
-    def __init__(self, **kwargs) -> None:
+    MAX_WAIT = 1.0  # seconds a debounced request may be pushed back by newer triggers
+
+    @dataclass
+    class Ready(Message):
+        request: int
+        label: str
+        candidates: list = field(default_factory=list)
+        weights_step: int | None = None
+        error: str | None = None
+
+    def __init__(self, source: Callable[[], Any] | None = None, **kwargs) -> None:
         super().__init__("", **kwargs)
+        self.source = source  # () -> SamplingSource, blocking (called on the worker thread)
+        self.prompt = ""
+        self.settings = PlaygroundSettings()
+        self.needs_prompt = True  # a char model has no start token: it needs a prompt to predict from
         self.candidates: list = []
         self.label = ""
         self.message = "type a prompt to see the next-token distribution"
         self.weights_step: int | None = None
+        self._request = 0
+        self._timer: Timer | None = None
+        self._due_by = 0.0
         self._show()
+
+    # ------------------------------------------------------------ requests
+    def schedule(self, prompt: str | None = None, settings: PlaygroundSettings | None = None,
+                 delay: float = 0.3) -> None:
+        """Recompute for ``prompt`` / ``settings`` (default: the last ones) after ``delay`` seconds.
+
+        Each call restarts the delay, but a pending request is never pushed back more than ``MAX_WAIT``
+        past the first call: a steady stream of triggers (a fast run's evaluations) must not starve it.
+        """
+        if prompt is not None:
+            self.prompt = prompt
+        if settings is not None:
+            self.settings = settings
+        now = time.monotonic()
+        if self._timer is None:
+            self._due_by = now + self.MAX_WAIT
+        else:
+            self._timer.stop()
+            self._timer = None
+        wait = min(delay, self._due_by - now)
+        if wait > 0:
+            self._timer = self.set_timer(wait, self._request_now)
+        else:  # never a zero-delay timer: Textual's timer divides by its interval
+            self.call_later(self._request_now)
+
+    def _request_now(self) -> None:
+        self._timer = None
+        if self.source is None:
+            return
+        if self.prompt == "" and self.needs_prompt:
+            self.show_message("type a prompt to see the next-token distribution")
+            return
+        self._request += 1
+        self._compute(self._request, self.prompt, self.settings.sampling())
+
+    @work(thread=True, exclusive=True, group="probs", exit_on_error=False)
+    def _compute(self, request: int, prompt: str, settings) -> None:
+        from gptmini.omp import limit_this_thread
+        from gptmini.sampling import Sampler
+
+        if request != self._request:
+            return  # a newer request is already queued
+        limit_this_thread(1)  # sample beside training without a second OpenMP team (gptmini/omp.py)
+        label = settings.describe()
+        try:
+            src = self.source()
+            cands = Sampler(src.model, src.tokenizer).next_token_distribution(prompt, settings, top_n=10)
+        except Exception as exc:
+            self.post_message(self.Ready(request, label, error=error_text(exc)))
+            return
+        self.post_message(self.Ready(request, label, cands, src.step))
+
+    @on(Ready)
+    def _ready(self, message: Ready) -> None:
+        if message.request != self._request:
+            return
+        if message.error:
+            self.show_message(message.error)
+        else:
+            self.show_candidates(message.candidates, message.label, message.weights_step)
+        step = f" · step {message.weights_step:,}" if message.weights_step is not None else ""
+        self.border_title = f"next token{step}"
+
+    # ------------------------------------------------------------- drawing
 
     def show_message(self, message: str) -> None:
         self.candidates = []

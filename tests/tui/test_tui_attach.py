@@ -14,10 +14,11 @@ import pytest
 from tui_helpers import checkpoint_dirs, press, wait_until
 
 from gptmini import events as ev
-from gptmini_tui.app import ATTACHED_REASON, GPTMiniApp
+from gptmini_tui.app import GPTMiniApp
 from gptmini_tui.screens.help import HelpScreen
+from gptmini_tui.screens.main import ATTACHED_REASON
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 T0 = 1_700_000_000.0  # fixed wall clock for the static run
 
@@ -67,13 +68,16 @@ def static_app(tmp_path) -> GPTMiniApp:
 
 async def _loaded(pilot) -> None:
     app = pilot.app
-    await wait_until(pilot, lambda: len(app.history) == 240 and app.state == "paused", 20, "the static run")
-    app.plot.maybe_redraw(force=True)
-    app._update_counters()
-    await wait_until(pilot, lambda: app.plot.up_to_date, 10, "the plot")
+    main = app.main
+    await wait_until(pilot, lambda: len(app.session.history) == 240 and app.session.state == "paused", 30,
+                     "the static run")
+    await wait_until(pilot, lambda: main.counters.state_label.state == "paused", 30, "the paused label")
+    main.plot.maybe_redraw(force=True)
+    await wait_until(pilot, lambda: main.plot.up_to_date, 30, "the plot")
     # the prompt was filled from the run's sample; its (debounced) distribution request must have answered
-    await wait_until(pilot, lambda: app.probs.message.startswith("no checkpoint"), 10, "the probs panel")
-    await pilot.pause(0.1)
+    await wait_until(pilot, lambda: main.probs.message.startswith("no checkpoint"), 30, "the probs panel")
+    await wait_until(pilot, lambda: main.counters._step is not None and main.counters._step.step == 240, 30,
+                     "the counters")
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
@@ -84,10 +88,9 @@ def test_snapshot_attached_run(snap_compare, tmp_path, size):
 def test_snapshot_help_screen(snap_compare, tmp_path):
     async def run_before(pilot):
         await _loaded(pilot)
-        await press(pilot, "question_mark")
-        # on a busy machine the modal can take a few frames: wait for it, then let it paint
-        await wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), 10, "the help screen")
-        await pilot.pause(0.2)
+        await press(pilot, "question_mark", until=lambda: isinstance(pilot.app.screen, HelpScreen),
+                    what="the help screen")
+        await wait_until(pilot, lambda: pilot.app.screen.query("#help-table"), 30, "the help table")
 
     assert snap_compare(static_app(tmp_path), terminal_size=(80, 24), run_before=run_before)
 
@@ -95,50 +98,55 @@ def test_snapshot_help_screen(snap_compare, tmp_path):
 async def test_attach_static_run_shows_history_and_disables_controls(tmp_path):
     app = static_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
+        main = app.main
         await _loaded(pilot)
-        assert app.header.info["run"] == "demo"
-        assert ATTACHED_REASON in str(app._main.query_one("#notice").render())
-        assert len(app.history.val_loss) == 4
-        for action in ("pause", "save", "restore", "new_run"):
-            assert app.check_action(action, ()) is None  # shown dimmed, does nothing
-        await press(pilot, "s", "n", "space")
-        assert app.trainer is None and app.screen is app._main_screen
-        assert app.checkpoints.save_button.disabled and app.checkpoints.restore_button.disabled
+        assert main.header.info["run"] == "demo"
+        assert ATTACHED_REASON in str(main.notice.render())
+        assert len(app.session.history.val_loss) == 4
+        for action in ("toggle_pause", "save", "restore", "new_run"):
+            assert main.check_action(action, ()) is None  # shown dimmed, does nothing
+        assert main.checkpoints.save_button.disabled and main.checkpoints.restore_button.disabled
         # the playground explains that there is nothing to sample yet
-        app.playground.prompt_input.value = "RO"
-        app.generate("RO", ["greedy"])
-        await wait_until(pilot, lambda: app.playground.replies[-1].finished, 10, "the reply")
-        reply = app.playground.replies[-1]
+        main.playground.prompt_input.value = "RO"
+        main.playground.generate("RO", ["greedy"])
+        await wait_until(pilot, lambda: main.playground.replies and main.playground.replies[-1].finished, 30,
+                         "the reply")
+        reply = main.playground.replies[-1]
         assert reply.reason == "error" and "no checkpoint" in reply.status
+        assert app.session.trainer is None and app.screen is main
 
 
 async def test_attach_follows_a_live_run_and_samples_its_newest_checkpoint(tiny_config, tmp_path):
     from gptmini.engine import Trainer
 
     run_dir = tmp_path / "run"
-    trainer = Trainer(tiny_config(max_steps=300, eval_interval=100, save_interval=100))
+    trainer = Trainer(tiny_config(max_steps=100_000, eval_interval=100, save_interval=500, keep_last=100))
     thread = threading.Thread(target=trainer.run, daemon=True)
     thread.start()
     try:
         app = GPTMiniApp(attach=run_dir, attach_interval=0.2)
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_until(pilot, lambda: app.run_started is not None, 30, "RunStarted from metrics.jsonl")
-            await wait_until(pilot, lambda: len(app.history) >= 20, 30, "steps from metrics.jsonl")
-            await wait_until(pilot, lambda: app.checkpoints.infos, 30, "a checkpoint listed")
-            app.playground.prompt_input.value = "the"
-            await press(pilot, "1")
-            app.generate("the", ["greedy"])
-            await wait_until(pilot, lambda: app.playground.replies[-1].finished, 20, "a reply")
-            first = app.playground.replies[-1]
+            main = app.main
+            pg = main.playground
+            await wait_until(pilot, lambda: app.session.record.run_started is not None, 60,
+                             "RunStarted from metrics.jsonl")
+            await wait_until(pilot, lambda: len(app.session.history) >= 20, 60, "steps from metrics.jsonl")
+            await wait_until(pilot, lambda: main.checkpoints.infos, 60, "a checkpoint listed")
+            pg.prompt_input.value = "the"
+            await press(pilot, "1", until=lambda: pg.settings.strategy == "greedy", what="greedy")
+            pg.generate("the")
+            await wait_until(pilot, lambda: pg.replies[-1].finished, 60, "a reply")
+            first = pg.replies[-1]
             assert first.reason == "done", first.status
-            assert first.weights_step in {i.step for i in app.checkpoints.infos}
+            await wait_until(pilot, lambda: first.weights_step in {i.step for i in main.checkpoints.infos}, 60,
+                             "the sampled checkpoint in the listing")
             # once the run saves a newer checkpoint, the next reply samples from it
-            await wait_until(pilot, lambda: max(i.step for i in app.checkpoints.infos) > first.weights_step, 40,
+            await wait_until(pilot, lambda: max(i.step for i in main.checkpoints.infos) > first.weights_step, 60,
                              "a newer checkpoint")
-            app.generate("the", ["greedy"])
-            await wait_until(pilot, lambda: app.playground.replies[-1].finished, 20, "a second reply")
-            assert app.playground.replies[-1].weights_step > first.weights_step
-            assert app.trainer is None
+            pg.generate("the")
+            await wait_until(pilot, lambda: pg.replies[-1].finished, 60, "a second reply")
+            assert pg.replies[-1].weights_step > first.weights_step
+            assert app.session.trainer is None
     finally:
         trainer.stop(save=False)
         thread.join(30)

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from gptmini import events as ev
-from gptmini_tui import fmt
+from gptmini import fmt
+from gptmini.history import LossHistory, downsample
 from gptmini_tui.bridge import EngineBridge
-from gptmini_tui.history import LossHistory, downsample
-from gptmini_tui.messages import EngineEvent, HistoryReset, ReplyProgress, StepProgress
+from gptmini_tui.messages import engine, engine_message
 from gptmini_tui.settings import PlaygroundSettings
+from gptmini_tui.widgets.playground import Playground
 
 
 def step(i: int, loss: float = 2.0, bpe: int = 100) -> ev.Step:
@@ -54,42 +55,24 @@ def test_downsample_skips_non_finite_losses():
     assert all(math.isfinite(v) for v in ry + sy) and len(ry) == 8
 
 
-def test_bridge_coalesces_steps_but_records_every_one():
+def test_bridge_coalesces_steps_and_posts_one_message_class_per_event_type():
     posted = []
     bridge = EngineBridge(posted.append, min_interval=10.0)
     for i in range(1, 5001):
         bridge(step(i))
-    steps_posted = [m for m in posted if isinstance(m, StepProgress)]
-    assert len(steps_posted) == 1  # the first; the rest wait for the interval (the UI timer reads latest_step)
-    assert len(bridge.history) == 5000 and bridge.latest_step.step == 5000 and bridge.steps_seen == 5000
-    assert StepProgress(step(1)).can_replace(StepProgress(step(2)))
-    assert not StepProgress(step(1)).can_replace(EngineEvent(step(2)))
-    assert ReplyProgress(1, "a", 1).can_replace(ReplyProgress(1, "ab", 2))
-    assert not ReplyProgress(1, "a", 1).can_replace(ReplyProgress(2, "b", 1))
-
-
-def test_bridge_rewinds_history_on_restore_and_never_raises():
-    posted = []
-    bridge = EngineBridge(posted.append)
-    for i in range(1, 201):
-        bridge(step(i))
-    bridge(ev.Eval(step=100, epoch=1, tokens_seen=12800, val_loss=1.5, val_ppl=4.5, train_loss=1.6, best=True))
-    bridge(ev.Eval(step=200, epoch=2, tokens_seen=25600, val_loss=1.4, val_ppl=4.0, train_loss=1.5, best=True))
-    bridge(ev.CheckpointRestored(step=120, epoch=2, tokens_seen=120 * 128, path="x"))
-    assert bridge.history.last_step == 120 and list(bridge.history.val_step) == [100]
-    assert bridge.latest_step is None and bridge.latest_eval is None
-    assert any(isinstance(m, HistoryReset) and m.step == 120 for m in posted)
-    assert isinstance(posted[-1], EngineEvent) and isinstance(posted[-1].event, ev.CheckpointRestored)
-
-    def broken(_message):
-        raise RuntimeError("UI gone")
-
-    EngineBridge(broken)(step(1))  # a subscriber must never break the training loop
-    closed = EngineBridge(posted.append)
-    closed.close()
-    n = len(posted)
-    closed(step(1))
-    assert len(posted) == n
+    assert len(posted) == 1 and isinstance(posted[0], engine(ev.Step))  # the rest wait (the UI reads the record)
+    a, b = engine_message(step(1)), engine_message(step(2))
+    assert b.can_replace(a)
+    saved = ev.CheckpointSaved(step=1, path="p", reason="manual", best=False, seconds=0.1)
+    assert not engine_message(saved).can_replace(engine_message(saved))  # nothing that must arrive is replaced
+    bridge(saved)
+    assert type(posted[-1]) is engine(ev.CheckpointSaved) and posted[-1].event is saved
+    # every engine event type has its own message class, with a handler name of its own
+    classes = {engine(cls) for cls in ev.EVENT_TYPES.values()}
+    assert len(classes) == len(ev.EVENT_TYPES)
+    assert {c.handler_name for c in classes} >= {"on_engine_eval", "on_engine_checkpoint_saved", "on_engine_error"}
+    replies = Playground.ReplyProgress
+    assert replies(1, "ab", 2).can_replace(replies(1, "a", 1)) and not replies(2, "b", 1).can_replace(replies(1, "a", 1))
 
 
 def test_playground_settings_map_to_sampling_settings():
@@ -112,6 +95,7 @@ def test_playground_settings_map_to_sampling_settings():
 
 def test_formatting_helpers():
     assert fmt.human_count(1_234_567) == "1.23M" and fmt.human_count(999) == "999"
+    assert fmt.human_bytes(1536) == "1.5 KB" and fmt.human_bytes(12) == "12 B" and fmt.epochs(1.5) == "1.50"
     assert fmt.duration(65) == "1m05s" and fmt.duration(None) == "–" and fmt.duration(3 * 3600 + 60) == "3h01m"
     assert fmt.lr(3e-4) == "3.0e-4" and fmt.loss(float("nan")) == "nan"
     assert fmt.perplexity(1.0) == "2.72" and fmt.perplexity(1000.0) == "inf"

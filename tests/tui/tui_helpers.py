@@ -1,51 +1,51 @@
-"""Polling helpers shared by the TUI tests (a uniquely named module, importable from the tests)."""
+"""Helpers shared by the TUI tests (a uniquely named module, importable from the tests).
+
+Nothing here synchronises by sleeping: a test sends a key or a request, then waits for what it
+should cause (``wait_until``, with a generous timeout that only a broken console reaches). The
+polling interval is how often the condition is checked while the app runs, not a guess at how
+long something takes.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from textual import events
 
-async def wait_until(pilot, predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    """Let the app run until ``predicate()`` is true (fails the test after ``timeout`` s)."""
+# What each non-character key name types (None: types nothing), as a terminal would send it.
+_KEY_CHARS = {
+    "space": " ", "question_mark": "?", "left_square_bracket": "[", "right_square_bracket": "]",
+    "minus": "-", "plus": "+", "equals_sign": "=", "slash": "/", "enter": "\r", "tab": "\t",
+    "escape": None, "ctrl+s": None, "ctrl+c": None, "ctrl+p": None, "ctrl+q": None,
+}
+
+
+async def wait_until(pilot, predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    """Let the app run until ``predicate()`` is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def press(pilot, *keys: str, until, what: str, timeout: float = 30.0) -> None:
+    """Send ``keys`` to the app in order, then wait until ``until()`` holds (what the keys should cause).
+
+    ``Pilot.press`` instead waits for the whole *process* to go idle after each key, which never
+    happens while a training thread is busy.
+    """
+    for key in keys:
+        char = _KEY_CHARS[key] if key in _KEY_CHARS else key
+        pilot.app.post_message(events.Key(key, char))
+    await wait_until(pilot, until, timeout, what)
 
 
 def current_step(app) -> int:
-    b = app.bridge
-    return b.latest_step.step if b is not None and b.latest_step is not None else 0
+    step = app.session.record.latest_step
+    return step.step if step is not None else 0
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in Path(run_dir).glob("step-*") if (p / "manifest.json").is_file())
-
-
-async def press(pilot, *keys: str, gap: float = 0.02) -> None:
-    """Like ``Pilot.press`` but without waiting for the *process* to go idle.
-
-    ``Pilot.press`` waits (up to 1 s, twice per key) for CPU idleness, which
-    never comes while a training thread is busy; this sends the same key
-    events and only waits until the app has processed its queued messages.
-    """
-    import unicodedata
-
-    from textual import events
-    from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_from_key
-
-    app = pilot.app
-    for key in keys:
-        if len(key) == 1 and not key.isalnum():
-            key = _character_to_key(key)
-        original = REPLACED_KEYS.get(key, key)
-        try:
-            char = unicodedata.lookup(_get_unicode_name_from_key(original))
-        except KeyError:
-            char = key if len(key) == 1 else None
-        app.post_message(events.Key(key, char))
-        await pilot.pause(0)  # the app handled the key (and forwarded it to the focused widget)
-        await pilot.pause(gap)  # ... which handled it too

@@ -1,0 +1,347 @@
+"""``RunSession``: one training run as an interactive front end needs it -- no UI code.
+
+A session owns either a ``Trainer`` running on its own thread, or (attach mode) a follower of a run
+folder that another process trains into. It keeps what a front end shows of the run (the whole loss
+history, the newest step and evaluation, the last save) up to date from the engine's events, and it
+offers what a front end does with a run: start, pause, resume, save, restore, stop with a save of the
+last step, a new run, the weights to sample from, and the checkpoint listing.
+
+Threads: engine events arrive on the training thread (or, in attach mode, on whatever thread calls
+``poll``); the session updates its record and then calls its listeners there, so listeners must be
+cheap (append, ``post_message``). The blocking calls (``stop``, ``sampling_source``,
+``list_checkpoints``, ``poll``) belong on worker threads; the rest return at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from gptmini import events as ev
+from gptmini.errors import GPTMiniError
+from gptmini.events import RunState
+from gptmini.history import LossHistory
+
+Listener = Callable[[ev.Event], None]
+
+
+@dataclass
+class SamplingSource:
+    """The weights a playground samples from: a snapshot of the live run or a saved checkpoint."""
+
+    model: Any
+    tokenizer: Any
+    step: int | None
+    label: str  # "live" or the checkpoint's folder name
+    taken: float  # time.monotonic() when it was taken
+
+
+# Sessions whose training thread may still run; their trainers are stopped at interpreter exit so a
+# crash or an interrupted test never kills torch mid-step ("terminate called without an active exception").
+_LIVE: dict[int, RunSession] = {}
+
+
+@atexit.register
+def _stop_live_sessions() -> None:
+    for session in list(_LIVE.values()):
+        session.close(wait=10.0)
+
+
+class RunRecord(ev.Handler):
+    """What the events have told of one run: the whole loss history, the newest step and evaluation,
+    the last save, the state. Updated on the thread that delivers the events; read from any."""
+
+    def __init__(self, history: LossHistory) -> None:
+        self.history = history
+        self.run_started: ev.RunStarted | None = None
+        self.latest_step: ev.Step | None = None
+        self.latest_eval: ev.Eval | None = None
+        self.last_saved: ev.CheckpointSaved | None = None
+        self.save_errors: list[ev.Error] = []  # checkpoint errors since the run started
+        self.state: RunState = RunState.CREATED
+        self.steps_seen = 0
+
+    def on_step(self, e: ev.Step) -> None:
+        self.steps_seen += 1
+        self.history.add_step(e.step, e.tokens_seen, e.epochs_done, e.loss, e.loss_smooth)
+        self.latest_step = e
+
+    def on_eval(self, e: ev.Eval) -> None:
+        last = self.latest_step
+        epoch = last.epochs_done if last is not None and last.step == e.step else float(e.epoch)
+        self.history.add_eval(e.step, e.tokens_seen, epoch, e.val_loss)
+        self.latest_eval = e
+
+    def on_run_started(self, e: ev.RunStarted) -> None:
+        self.run_started = e
+        if e.start_step == 0:
+            self.history.clear()
+        else:
+            self.history.truncate_after(e.start_step)
+        self.latest_step = None
+
+    def on_checkpoint_restored(self, e: ev.CheckpointRestored) -> None:
+        self.history.truncate_after(e.step)  # everything after it never happened for this run any more
+        if self.latest_step is not None and self.latest_step.step > e.step:
+            self.latest_step = None
+        if self.latest_eval is not None and self.latest_eval.step > e.step:
+            self.latest_eval = None
+
+    def on_checkpoint_saved(self, e: ev.CheckpointSaved) -> None:
+        self.last_saved = e
+
+    def on_state_changed(self, e: ev.StateChanged) -> None:
+        self.state = e.state
+
+    def on_error(self, e: ev.Error) -> None:
+        if e.error_kind == "checkpoint":
+            self.save_errors.append(e)
+
+
+class RunSession:
+    def __init__(self, *, trainer_factory: Callable[..., Any] | None = None, snapshot_max_age: float = 2.0,
+                 save_timeout: float = 30.0, stop_timeout: float = 15.0) -> None:
+        self.trainer_factory = trainer_factory
+        self.snapshot_max_age = snapshot_max_age
+        self.save_timeout = save_timeout
+        self.stop_timeout = stop_timeout
+        self.history = LossHistory()  # one object for the session's lifetime: a plot keeps a reference
+        self.record = RunRecord(self.history)
+        self.config: Any = None
+        self.trainer: Any = None
+        self.attach_dir: Path | None = None
+        self._follower: Any = None
+        self._listeners: list[Listener] = []
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._done.set()
+        self._lock = threading.Lock()
+        self._sampling: SamplingSource | None = None
+        self._attach_model: tuple[str, float] | None = None  # (path, mtime) of the checkpoint sampled in attach mode
+        self.pause_requested = False  # what was asked; the engine confirms with StateChanged
+
+    # ----------------------------------------------------------------- wiring
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    @property
+    def state(self) -> RunState:
+        return self.record.state
+
+    @property
+    def attached(self) -> bool:
+        return self.attach_dir is not None
+
+    @property
+    def run_dir(self) -> Path | None:
+        if self.attach_dir is not None:
+            return self.attach_dir
+        started = self.record.run_started
+        return Path(started.run_dir) if started is not None else None
+
+    @property
+    def is_active(self) -> bool:
+        """A trainer here is in its loop: saves, restores and snapshots are served."""
+        t = self.trainer
+        return bool(t is not None and t.is_active and self.state in (RunState.RUNNING, RunState.PAUSED))
+
+    @property
+    def steps_since_save(self) -> int:
+        if self.trainer is not None:
+            return self.trainer.steps_since_save
+        r = self.record
+        return (r.latest_step.step if r.latest_step else 0) - (r.last_saved.step if r.last_saved else 0)
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self, config: Any = None, *, paused: bool = False) -> None:
+        """Start training ``config`` (default options when None) on a new thread; returns at once."""
+        if self.trainer is not None and not self._done.is_set():
+            raise GPTMiniError("a run is still going; stop it first")
+        if config is None:
+            from gptmini.train_config import TrainConfig
+
+            config = TrainConfig()
+        factory = self.trainer_factory
+        if factory is None:
+            from gptmini.engine import Trainer as factory
+        self._reset()
+        self.config = config
+        self.pause_requested = paused
+        self.trainer = trainer = factory(config, start_paused=paused)
+        trainer.subscribe(self._on_event)
+        self._done = done = threading.Event()
+        self._thread = threading.Thread(target=self._train, args=(trainer, done), name="gptmini-train", daemon=True)
+        _LIVE[id(self)] = self
+        self._thread.start()
+
+    def attach(self, run_dir: str | Path) -> None:
+        """Follow the run another process trains into ``run_dir`` (call ``poll`` to read what is new)."""
+        from gptmini.metrics import MetricsFollower
+
+        self._reset()
+        self.attach_dir = Path(run_dir)
+        self._follower = MetricsFollower(self.attach_dir)
+
+    def poll(self) -> list[ev.Event]:
+        """Attach mode: take in the events the other process wrote since the last poll (blocking I/O)."""
+        events = self._follower.poll() if self._follower is not None else []
+        for event in events:
+            self._on_event(event)
+        return events
+
+    def stop(self, save_reason: str | None = None) -> str | None:
+        """Stop the run (blocking); with ``save_reason``, the trainer saves the last step it trained if that
+        step is unsaved (deciding at its last step, not now: steps may still finish meanwhile).
+
+        Returns what went wrong, or None.
+        """
+        t = self.trainer
+        if t is None:
+            return None
+        errors_before, was_training = len(self.record.save_errors), t.is_active
+        t.stop(save=save_reason is not None, reason=save_reason or "stop")
+        if not self._done.wait(self.stop_timeout + (self.save_timeout if save_reason else 0.0)):
+            return "the training thread did not stop in time"
+        if self._thread is not None:  # let it end before the interpreter does (see the checkpoint writer)
+            self._thread.join(5.0)
+        errors = self.record.save_errors[errors_before:]
+        if save_reason is not None and errors:
+            return f"could not save: {errors[-1].message}"
+        if save_reason is not None and was_training and t.steps_since_save > 0:
+            return f"the last {t.steps_since_save} step(s) were not saved"
+        return None
+
+    def close(self, wait: float = 0.0) -> None:
+        """Last resort (crash, forced exit): stop training without saving; wait up to ``wait`` seconds."""
+        _LIVE.pop(id(self), None)
+        t, done = self.trainer, self._done
+        if t is not None and not done.is_set():
+            t.stop(save=False)
+            done.wait(wait)
+
+    def _train(self, trainer: Any, done: threading.Event) -> None:
+        try:
+            trainer.run()
+        except BaseException as exc:  # run() reports its own errors; this is a last resort
+            self._on_event(ev.Error(message=f"training stopped: {type(exc).__name__}: {exc}",
+                                    error_kind="internal", step=getattr(trainer, "step", 0), fatal=True))
+        finally:
+            if self.trainer is trainer:
+                _LIVE.pop(id(self), None)
+            done.set()
+
+    def _reset(self) -> None:
+        self.history.clear()
+        self.record = RunRecord(self.history)
+        self.trainer = self._follower = self.attach_dir = None
+        with self._lock:
+            self._sampling = None
+            self._attach_model = None
+
+    # --------------------------------------------------------------- controls
+    def pause(self) -> None:
+        if self.trainer is not None:
+            self.trainer.pause()
+            self.pause_requested = True
+
+    def resume(self) -> None:
+        if self.trainer is not None:
+            self.trainer.resume()
+            self.pause_requested = False
+
+    def save(self, reason: str = "manual") -> cf.Future:
+        return self._require_trainer("saving").request_save(reason)
+
+    def restore(self, path: str | Path) -> cf.Future:
+        return self._require_trainer("restoring").request_restore(path)
+
+    def _require_trainer(self, what: str) -> Any:
+        if self.attached:
+            raise GPTMiniError(f"{what} belongs to the process that trains this run")
+        if not self.is_active:
+            raise GPTMiniError(f"{what} needs a running or paused trainer")
+        return self.trainer
+
+    # ---------------------------------------------------------------- reading
+    def list_checkpoints(self) -> list:
+        """This run's checkpoints, oldest first (blocking: reads every manifest)."""
+        from gptmini.checkpoint import list_checkpoints
+
+        run_dir = self.run_dir
+        return list_checkpoints(run_dir) if run_dir is not None else []
+
+    def sampling_source(self) -> SamplingSource:
+        """The weights to sample from now (blocking; worker threads only).
+
+        Training here: a snapshot of the live weights, reused while it is younger than
+        ``snapshot_max_age`` seconds or still at the current step. Attach mode: the run's newest
+        checkpoint, loaded again only when a newer one appears.
+        """
+        with self._lock:
+            cached = self._sampling
+        if self.attached:
+            return self._newest_saved_weights(cached)
+        t = self.trainer
+        if t is None:
+            raise GPTMiniError("no training run")
+        if cached is not None and (cached.step == t.step or time.monotonic() - cached.taken < self.snapshot_max_age):
+            return cached
+        snap = t.snapshot(timeout=30.0)
+        source = SamplingSource(snap.model, snap.tokenizer, snap.step, "live", time.monotonic())
+        with self._lock:
+            self._sampling = source
+        return source
+
+    def refresh_sampling(self) -> None:
+        """The next ``sampling_source`` takes a new snapshot (the weights just changed a lot: an eval)."""
+        with self._lock:
+            if self._sampling is not None and not self.attached:
+                self._sampling.taken = float("-inf")
+
+    def newer_checkpoint(self, infos: list) -> Any:
+        """Attach mode: the newest of ``infos`` when it is not the checkpoint sampled so far, else None."""
+        from gptmini.checkpoint import newest_checkpoint
+
+        newest = newest_checkpoint(infos)
+        with self._lock:
+            sampled = self._attach_model
+        if newest is None or sampled is None or (str(newest.path), newest.mtime) == sampled:
+            return None
+        return newest
+
+    def _newest_saved_weights(self, cached: SamplingSource | None) -> SamplingSource:
+        from gptmini.checkpoint import list_checkpoints, load_for_inference, newest_checkpoint
+
+        newest = newest_checkpoint(list_checkpoints(self.attach_dir))
+        if newest is None:
+            raise GPTMiniError("no checkpoint saved yet: the playground starts once the run saves one")
+        key = (str(newest.path), newest.mtime)
+        with self._lock:
+            if cached is not None and key == self._attach_model:
+                return cached
+        model, tokenizer, _manifest = load_for_inference(newest.path, device="cpu")
+        source = SamplingSource(model, tokenizer, newest.step, newest.name, time.monotonic())
+        with self._lock:
+            self._sampling, self._attach_model = source, key
+        return source
+
+    # ----------------------------------------------------------------- events
+    def _on_event(self, event: ev.Event) -> None:
+        """Keep the record of the run, then tell the listeners (training or polling thread)."""
+        self.record.handle(event)
+        if isinstance(event, ev.StateChanged) and event.state in (RunState.RUNNING, RunState.PAUSED):
+            self.pause_requested = event.state == RunState.PAUSED
+        elif isinstance(event, ev.CheckpointRestored):
+            with self._lock:
+                self._sampling = None  # the weights went back
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener must never break the training loop
+                pass

@@ -1,0 +1,486 @@
+"""The console's one screen: the layout, the action methods of ``actions.ACTIONS``, and what each
+engine event changes on screen.
+
+It owns no training, sampling or checkpoint logic: it asks its ``RunSession`` and its panes.
+The UI thread refreshes counters and plot on one timer (counters once a second; the plot at most once
+a second, spaced further apart when a plotext build is slow so re-plotting stays under 1 % of a core),
+never per batch: on a 2-core CPU box every percent of a core the UI uses is taken from training
+(bench/README_tui.md).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Static, TabbedContent, TabPane, Tabs
+
+from gptmini import events as ev
+from gptmini import fmt
+from gptmini.errors import error_text
+from gptmini.events import RunState
+from gptmini.session import RunSession
+from gptmini_tui import actions
+from gptmini_tui.actions import Action, Needs
+from gptmini_tui.bridge import EngineBridge
+from gptmini_tui.messages import NewRunReady, engine
+from gptmini_tui.screens.confirm import ConfirmScreen
+from gptmini_tui.screens.help import HelpScreen
+from gptmini_tui.screens.new_run import NewRunScreen
+from gptmini_tui.widgets import CheckpointsPanel, Counters, EventLog, LossPlot, Playground, ProbsView, RunHeader
+
+ATTACHED_REASON = "attached: controls belong to the training process"
+PANELS = ("tab-play", "tab-ckpt", "tab-log")
+LOUD_SAVE_REASONS = {"manual", "quit", "new-run", "stop", "final"}  # automatic saves only go to the log
+ERROR_TITLES = {"nan": "loss is NaN", "oom": "out of memory", "data": "data error",
+                "checkpoint": "checkpoint error", "config": "configuration error"}
+GATED = ("toggle_pause", "save", "restore", "new_run")  # actions whose availability follows the run
+
+
+class MainScreen(Screen):
+    BINDINGS = actions.bindings()
+    COMMANDS = {actions.ActionCommands}
+
+    def __init__(self, session: RunSession, *, config: Any = None, attach: Path | None = None,
+                 start_paused: bool = False, clock=time.time, ui_interval: float = 1.0,
+                 plot_interval: float = 1.0, attach_interval: float = 1.0) -> None:
+        super().__init__()
+        self.session = session
+        self.config = config
+        self.attach_dir = attach
+        self.start_paused = start_paused
+        self.clock = clock
+        self.ui_interval = ui_interval
+        self.attach_interval = attach_interval
+        self.header = RunHeader(id="header")
+        self.notice = Static("", id="notice")
+        self.plot = LossPlot(session.history, interval=plot_interval, id="plot")
+        self.counters = Counters(id="counters")
+        self.tabs = TabbedContent(id="tabs", initial="tab-play")
+        self.playground = Playground(source=session.sampling_source, id="playground")
+        self.checkpoints = CheckpointsPanel(lister=session.list_checkpoints, clock=clock, id="checkpoints")
+        self.log_panel = EventLog(id="log")
+        self.probs = ProbsView(source=session.sampling_source, id="probs")
+        self._shown_step: ev.Step | None = None
+        self._error_detail = ""
+        self._bindings_signature: tuple | None = None
+        self._polling = False
+
+    @property
+    def attached(self) -> bool:
+        return self.attach_dir is not None
+
+    def compose(self) -> ComposeResult:
+        yield self.header
+        yield self.notice
+        with Horizontal(id="top"):
+            yield self.plot
+            yield self.counters
+        with Horizontal(id="bottom"):
+            with self.tabs:
+                with TabPane("Playground", id="tab-play"):
+                    yield self.playground
+                with TabPane("Checkpoints", id="tab-ckpt"):
+                    yield self.checkpoints
+                with TabPane("Log", id="tab-log"):
+                    yield self.log_panel
+            yield self.probs
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.counters.border_title = "training"
+        self.probs.border_title = "next token"
+        self.session.subscribe(EngineBridge(self.post_message, min_interval=self.ui_interval))
+        self.set_interval(self.ui_interval, self._tick)
+        self.playground.transcript.focus()
+        if self.attached:
+            self._start_attach()
+        else:
+            self.begin_run(self.config, paused=self.start_paused)
+
+    # ================================================================= runs
+    def begin_run(self, config: Any, paused: bool = False) -> None:
+        """Start training ``config`` in the session, with every pane reset for it."""
+        self._shown_step = None
+        self.counters.reset()
+        self.set_state(RunState.STARTING, "press space to start once loaded" if paused else "loading data and model…")
+        self.header.set_loading("loading corpus, tokenizer and model…")
+        self.checkpoints.clear()
+        self.checkpoints.set_controls_enabled(True)
+        self.probs.show_message("waiting for the model…")
+        self.session.start(config, paused=paused)
+        self.config = self.session.config
+
+    def _start_attach(self) -> None:
+        self.header.set_mode("ATTACHED")
+        self.header.set_loading(f"following {self.attach_dir}")
+        self.notice.update(f"⇄ {ATTACHED_REASON} ({self.attach_dir.name!r}) · replies use its newest checkpoint")
+        self.notice.display = True
+        self.session.attach(self.attach_dir)
+        self.set_state("attached")
+        self.checkpoints.set_controls_enabled(False, ATTACHED_REASON)
+        self.playground.weights_note = "newest checkpoint"
+        self.playground.show_status()
+        self._poll()
+        self.set_interval(self.attach_interval, self._poll)
+        self.set_interval(2.0, self.checkpoints.refresh_listing)
+
+    @work(thread=True, group="attach-poll", exit_on_error=False)
+    def _poll(self) -> None:
+        """Attach mode: read what the training process wrote (the events reach us through the bridge)."""
+        if self._polling:
+            return
+        self._polling = True
+        try:
+            self.session.poll()
+        finally:
+            self._polling = False
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        self.counters.set_state(state, detail)
+        signature = tuple(self.available(actions.BY_NAME[name]) for name in GATED)
+        if signature != self._bindings_signature:  # the footer recomposes on every refresh_bindings()
+            self._bindings_signature = signature
+            self.refresh_bindings()
+
+    def _tick(self) -> None:
+        """Once a second: counters and plot (one timer: fewer wake-ups of the UI thread)."""
+        self._update_counters()
+        self.plot.maybe_redraw()
+        latest = self.session.record.latest_step
+        if self.attached and latest is not None and self.session.state in (RunState.RUNNING, RunState.STARTING):
+            idle = self.clock() - latest.time
+            if idle > 30:
+                self.counters.set_state(self.session.state, f"no update for {fmt.duration(idle)}")
+
+    def _update_counters(self, force: bool = False) -> None:
+        step = self.session.record.latest_step
+        if step is None or (step is self._shown_step and not force):
+            return
+        self._shown_step = step
+        self.counters.unsaved = self.session.steps_since_save
+        self.counters.show_step(step)
+
+    # ======================================================== engine events
+    @on(engine(ev.Step))
+    def _step(self) -> None:
+        if self._shown_step is None:
+            self._update_counters()  # the first step shows at once; later ones on the tick
+
+    @on(engine(ev.RunStarted))
+    def _run_started(self, message) -> None:
+        e: ev.RunStarted = message.event
+        self.header.set_run(e)
+        self.counters.set_epochs(e.epochs)
+        self.counters.started_at = e.time
+        self.playground.fit_vocab(e.vocab_size)
+        suggestion = getattr(self.config, "sample_prompt", None)
+        if suggestion is None and e.tokenizer == "gpt2":
+            suggestion = "Every effort moves you"
+        self.playground.suggest_prompt(suggestion or "")
+        self.probs.needs_prompt = e.tokenizer == "char"
+        self.log_panel.add_event(e)
+        self.plot.maybe_redraw(force=True)
+        self.checkpoints.refresh_listing()
+        self.probs.schedule(self.playground.prompt_input.value, self.playground.settings, delay=0.2)
+
+    @on(engine(ev.DataProgress))
+    def _data_progress(self, message) -> None:
+        e: ev.DataProgress = message.event
+        if e.done_bytes < e.total_bytes:
+            self.set_state(RunState.STARTING, f"tokenising {e.label}: {100 * e.done_bytes // e.total_bytes}%")
+        else:
+            self.log_panel.add_event(e)
+
+    @on(engine(ev.StateChanged))
+    def _state_changed(self, message) -> None:
+        e: ev.StateChanged = message.event
+        detail = ""
+        if e.state == RunState.ERROR and not self.attached:
+            detail = self._error_detail
+        elif e.state == RunState.PAUSED and not self.attached:
+            detail = "press space to resume" if e.step else "press space to start"
+        self.set_state(e.state, detail)
+        if e.state.ended and not self.attached:
+            self.checkpoints.set_controls_enabled(False, "the run has ended · n starts a new one")
+        if e.state not in (RunState.RUNNING, RunState.STARTING):
+            self._update_counters(force=True)
+        if e.state not in (RunState.RUNNING, RunState.PAUSED):
+            self.log_panel.add_event(e)
+
+    @on(engine(ev.Eval))
+    def _eval(self, message) -> None:
+        e: ev.Eval = message.event
+        self.counters.show_eval(e.val_loss, e.best)
+        self.log_panel.add_event(e)
+        self.session.refresh_sampling()
+        self.probs.schedule(delay=0.5)
+
+    @on(engine(ev.Sample))
+    def _sample(self, message) -> None:
+        self.log_panel.add_event(message.event)
+        self.playground.suggest_prompt(message.event.prompt)
+
+    @on(engine(ev.CheckpointSaved))
+    def _checkpoint_saved(self, message) -> None:
+        e: ev.CheckpointSaved = message.event
+        self.log_panel.add_event(e)
+        if not self.attached and set(e.reason.split("+")) & LOUD_SAVE_REASONS:
+            self.notify(f"checkpoint saved: step {e.step:,} ({e.reason})", title="saved", timeout=3)
+        self.checkpoints.refresh_listing()
+        self._update_counters(force=True)  # the "unsaved" count changed even if no step did
+
+    @on(engine(ev.CheckpointRestored))
+    def _checkpoint_restored(self, message) -> None:
+        e: ev.CheckpointRestored = message.event
+        self.log_panel.add_event(e)
+        self.counters.show_restored(e.step, e.epoch, e.tokens_seen)
+        self.plot.maybe_redraw(force=True)
+        if not self.attached:
+            self.notify(f"restored step {e.step:,}; training continues from there", title="restored", timeout=4)
+        self.checkpoints.refresh_listing()
+
+    @on(engine(ev.Warning))
+    def _warning(self, message) -> None:
+        self.log_panel.add_event(message.event)
+        if not self.attached:
+            self.notify(message.event.message, severity="warning", timeout=6)
+
+    @on(engine(ev.Error))
+    def _error(self, message) -> None:
+        e: ev.Error = message.event
+        self.log_panel.add_event(e)
+        title = ERROR_TITLES.get(e.error_kind, "error")
+        self.notify(e.message, title=title, severity="error", timeout=12)
+        if e.fatal and not self.attached:
+            self._error_detail = f"{title} — see the log; n starts a new run"
+            self.set_state(RunState.ERROR, self._error_detail)
+
+    @on(engine(ev.Finished))
+    def _finished(self, message) -> None:
+        e: ev.Finished = message.event
+        self.log_panel.add_event(e)
+        self._update_counters(force=True)
+        if not self.attached and e.reason == "completed":
+            self.notify(f"training finished at step {e.step:,}; the playground keeps working, n starts a new run",
+                        title="finished", timeout=6)
+
+    # =========================================================== pane facts
+    @on(Playground.Changed)
+    def _playground_changed(self, message: Playground.Changed) -> None:
+        self.probs.schedule(message.prompt, message.settings)
+
+    @on(CheckpointsPanel.Listed)
+    def _listed(self, message: CheckpointsPanel.Listed) -> None:
+        if message.error:
+            self.log_panel.add(message.error, "warning")
+            return
+        newer = self.session.newer_checkpoint(message.infos) if self.attached else None
+        if newer is not None:
+            self.playground.show_status(f"newer checkpoint {newer.name}: next reply uses it")
+
+    @on(Button.Pressed, "#save-btn")
+    def _save_button(self) -> None:
+        self.run_action("save")
+
+    @on(Button.Pressed, "#restore-btn")
+    def _restore_button(self) -> None:
+        self.run_action("restore")
+
+    # ============================================================== gating
+    @property
+    def typing(self) -> bool:
+        return isinstance(self.focused, Input) and self.focused.id == "prompt"
+
+    def available(self, action: Action) -> bool | None:
+        """True: can run now; None: shown dimmed (the reason is on screen); False: hidden."""
+        needs, session = action.needs, self.session
+        if needs is Needs.TYPING:
+            return self.typing
+        if needs is Needs.NOTHING:
+            return True
+        if self.attached:
+            return None
+        if needs is Needs.TRAINER:
+            return True if session.state in (RunState.CREATED, RunState.STARTING, RunState.RUNNING,
+                                              RunState.PAUSED) else None
+        if needs is Needs.ACTIVE:
+            return True if session.is_active else None
+        return True  # Needs.OWN_RUN
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        spec = actions.BY_NAME.get(action)
+        if spec is None:
+            return True
+        if spec.typed and self.typing:
+            return False
+        return self.available(spec)
+
+    # ==================================================== actions: training
+    def action_toggle_pause(self) -> None:
+        session = self.session
+        pause = not session.pause_requested
+        if pause:
+            session.pause()
+        else:
+            session.resume()
+        if session.state in (RunState.CREATED, RunState.STARTING):
+            self.counters.set_state(RunState.STARTING,
+                                    "will wait paused once loaded" if pause else "loading data and model…")
+        else:  # until the engine confirms with StateChanged, between two steps
+            self.counters.set_state("pausing" if pause else "resuming", "after this step" if pause else "")
+
+    def action_save(self) -> None:
+        try:
+            self.session.save("manual")
+        except Exception as exc:
+            self.notify(error_text(exc), severity="warning")
+            return
+        self.notify("saving a checkpoint…", timeout=2)
+
+    def action_restore(self) -> None:
+        info = self.checkpoints.selected_info()
+        self.show_panel("tab-ckpt")
+        if info is None:
+            self.notify("no checkpoint to restore yet (s saves one)", severity="warning")
+            return
+        if info.error:
+            self.notify(f"{info.name} is damaged: {info.error}", severity="error")
+            return
+        unsaved = self.session.steps_since_save
+        latest = self.session.record.latest_step
+        current = latest.step if latest is not None else None
+        body = (
+            f"Load {info.name} (step {info.step:,}, val loss {fmt.loss(info.val_loss)}) into the running trainer?\n"
+            f"Training continues from step {info.step:,}"
+            + (f"; the plot drops everything after it (now at step {current:,})." if current else ".")
+            + (f"\n{unsaved} step(s) since the last save will be lost." if unsaved else "")
+        )
+        trainer = self.session.trainer
+
+        def answered(choice: str | None) -> None:
+            if choice == "yes" and self.session.trainer is trainer:
+                self.log_panel.add(f"restoring {info.name}…", "save")
+                try:
+                    self.session.restore(info.path)
+                except Exception as exc:
+                    self.notify(error_text(exc), severity="warning")
+
+        self.app.push_screen(ConfirmScreen("Restore checkpoint?", body), answered)
+
+    def action_new_run(self) -> None:
+        note = "The current run keeps going until you start the new one."
+        self.app.push_screen(NewRunScreen(self.config, note=note), self._new_run_configured)
+
+    def _new_run_configured(self, config: Any) -> None:
+        if config is None:
+            return
+        unsaved = self.session.steps_since_save if self.session.is_active else 0
+        if unsaved <= 0:
+            self._switch_run(config, save_first=False)
+            return
+        body = f"The current run has {unsaved} step(s) since its last checkpoint.\nSave them before starting the new run?"
+        choices = [("cancel", "Cancel", "escape"), ("discard", "Discard", "d"), ("save", "Save first", "s")]
+
+        def answered(choice: str | None) -> None:
+            if choice in ("discard", "save"):
+                self._switch_run(config, save_first=choice == "save")
+
+        self.app.push_screen(ConfirmScreen("Start a new run?", body, choices), answered)
+
+    def _switch_run(self, config: Any, save_first: bool) -> None:
+        self.log_panel.add("stopping the current run for a new one…", "info")
+        self.playground.cancel()
+        self._stop_for_new_run(config, "new-run" if save_first else None)
+
+    @work(thread=True, group="switch-run", exclusive=True, exit_on_error=False)
+    def _stop_for_new_run(self, config: Any, save_reason: str | None) -> None:
+        self.post_message(NewRunReady(config, self.session.stop(save_reason=save_reason)))
+
+    @on(NewRunReady)
+    def _new_run_ready(self, message: NewRunReady) -> None:
+        if message.problem:
+            self.log_panel.add(f"the old run: {message.problem}", "warning")
+        self.log_panel.add("starting a new run", "info")
+        self.begin_run(message.config)
+
+    # ================================================== actions: playground
+    def action_strategy(self, strategy: str) -> None:
+        self.playground.set_strategy(strategy)
+
+    def action_temperature(self, direction: int) -> None:
+        hint = self.playground.step_temperature(int(direction))
+        if hint:
+            self.notify(hint, timeout=2)
+
+    def action_param(self, direction: int) -> None:
+        hint = self.playground.step_param(int(direction))
+        if hint:
+            self.notify(hint, timeout=2)
+
+    def action_compare(self) -> None:
+        self.show_panel("tab-play")
+        self.playground.compare(self.playground.prompt_input.value)
+
+    def action_stop_generation(self) -> None:
+        if self.playground.cancel():
+            self.notify("generation stopped", timeout=1.5)
+
+    def action_stop_or_hint(self) -> None:
+        if self.playground.generating:
+            self.action_stop_generation()
+        else:
+            self.notify("press q (or ctrl+q) to quit", title="quit?", timeout=3)
+
+    def action_refresh_probs(self) -> None:
+        self.session.refresh_sampling()
+        self.probs.schedule(delay=0.0)
+
+    def action_focus_prompt(self) -> None:
+        self.show_panel("tab-play", self.playground.prompt_input)
+
+    def action_submit_prompt(self) -> None:
+        self.action_focus_prompt()
+
+    def action_leave_prompt(self) -> None:
+        self.playground.transcript.focus()
+
+    # ======================================================== actions: view
+    def action_cycle_axis(self) -> None:
+        self.notify(f"loss plot x-axis: {self.plot.cycle_axis()}", timeout=1.5)
+
+    def action_next_panel(self) -> None:
+        i = PANELS.index(self.tabs.active) if self.tabs.active in PANELS else 0
+        self.show_panel(PANELS[(i + 1) % len(PANELS)])
+
+    def show_panel(self, pane: str, focus=None) -> None:
+        """Switch the bottom tabs and move focus into the new pane.
+
+        Focus must move with the pane: a focused widget left in a hidden pane hands focus to a sibling,
+        and TabbedContent follows focus back.
+        """
+        target = focus or {"tab-play": self.playground.transcript, "tab-ckpt": self.checkpoints.table,
+                           "tab-log": self.log_panel}[pane]
+        if self.tabs.active == pane:
+            target.focus()
+            return
+        # Park focus on the (always visible) tab bar while the panes swap. Synchronously: Widget.focus()
+        # only queues the change, and a layout pass that runs first finds the focused widget hidden and
+        # hands focus to a sibling in the old pane, which switched the tabs straight back.
+        tab_bar = self.tabs.query_one(Tabs)
+        self.set_focus(tab_bar, scroll_visible=False)
+        self.tabs.active = pane
+        self.call_after_refresh(target.focus)
+
+    def action_help(self) -> None:
+        note = (ATTACHED_REASON + "; the playground samples the newest checkpoint." if self.attached
+                else "Esc leaves the prompt so letter keys act again. Ctrl+P opens the command palette.")
+        self.app.push_screen(HelpScreen(actions.help_sections(), note=note))
+
+    async def action_quit(self) -> None:
+        await self.app.action_quit()

@@ -1,0 +1,177 @@
+"""``RunSession`` driven directly, as a front end would: no Textual, no sleeps (waits are on events)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gptmini import events as ev
+from gptmini.errors import GPTMiniError
+from gptmini.events import RunState
+from gptmini.history import LossHistory
+from gptmini.session import RunRecord, RunSession
+from tests.helpers import Recorder, tiny_config
+
+
+def step(i: int, bpe: int = 100) -> ev.Step:
+    return ev.Step(step=i, epoch=(i - 1) // bpe + 1, batch=(i - 1) % bpe + 1, batches_per_epoch=bpe,
+                   total_steps=10 * bpe, tokens_seen=i * 128, loss=2.0, loss_smooth=2.0, lr=1e-3,
+                   grad_norm=1.0, tok_per_s=1000.0, eta_s=1.0)
+
+
+def session_with(recorder: Recorder, **kw) -> RunSession:
+    session = RunSession(**kw)
+    session.subscribe(recorder)
+    return session
+
+
+def is_state(state: str):
+    return lambda e: isinstance(e, ev.StateChanged) and e.state == state
+
+
+def test_the_record_keeps_the_history_and_rewinds_it_on_restore():
+    record = RunRecord(LossHistory())
+    for i in range(1, 201):
+        record.handle(step(i))
+    record.handle(ev.Eval(step=100, epoch=1, tokens_seen=12800, val_loss=1.5, val_ppl=4.5, train_loss=1.6, best=True))
+    record.handle(ev.Eval(step=200, epoch=2, tokens_seen=25600, val_loss=1.4, val_ppl=4.0, train_loss=1.5, best=True))
+    assert list(record.history.val_epoch) == [pytest.approx(1.0), pytest.approx(2.0)]  # fractional, from the step
+    assert record.steps_seen == 200 and record.latest_step.step == 200
+    record.handle(ev.CheckpointRestored(step=120, epoch=2, tokens_seen=120 * 128, path="x"))
+    assert record.history.last_step == 120 and list(record.history.val_step) == [100]
+    assert record.latest_step is None and record.latest_eval is None
+    record.handle(ev.StateChanged(state=RunState.PAUSED, step=120))
+    assert record.state == "paused"
+    record.handle(ev.Error(message="disk full", error_kind="checkpoint", step=120, fatal=False))
+    assert [e.message for e in record.save_errors] == ["disk full"]
+
+
+def test_a_session_trains_pauses_saves_samples_restores_and_stops_with_the_last_step_saved(tiny_text, tmp_path):
+    rec = Recorder()
+    session = session_with(rec, snapshot_max_age=3600.0)
+    run = tmp_path / "run"
+    session.start(tiny_config(tiny_text, run, max_steps=100_000, eval_interval=100_000, save_interval=100_000))
+    rec.wait_for(lambda e: isinstance(e, ev.Step) and e.step >= 3)
+    assert session.is_active and session.run_dir == run and session.state == "running"
+
+    session.pause()
+    assert session.pause_requested
+    rec.wait_for(is_state("paused"))
+    paused_at = session.trainer.step
+    saved_path = session.save("manual").result(timeout=60)  # served by the paused loop
+    saved = rec.wait_for(lambda e: isinstance(e, ev.CheckpointSaved) and e.reason == "manual")
+    assert saved.step == paused_at and saved_path == run / f"step-{paused_at:06d}"
+    assert session.record.last_saved == saved and session.steps_since_save == 0
+    assert [i.step for i in session.list_checkpoints()] == [paused_at]
+
+    first = session.sampling_source()
+    assert first.step == paused_at and first.label == "live" and not first.model.training
+    assert session.sampling_source() is first  # cached while the weights have not moved
+    session.resume()
+    assert not session.pause_requested
+    rec.wait_for(lambda e: isinstance(e, ev.Step) and e.step >= paused_at + 5)
+    assert session.sampling_source() is first  # younger than snapshot_max_age
+    session.refresh_sampling()  # an evaluation: take the newer weights next time
+    assert session.sampling_source().step > paused_at
+
+    rewound: list[int | None] = []
+    session.subscribe(lambda e: rewound.append(session.history.last_step)
+                      if isinstance(e, ev.CheckpointRestored) else None)
+    mark = len(rec.events)
+    assert session.restore(saved_path).result(timeout=60) == paused_at
+    restored = rec.wait_for(lambda e: isinstance(e, ev.CheckpointRestored), since=mark)
+    assert rewound == [paused_at]  # the history was cut back before any listener heard of the restore
+    rec.wait_for(lambda e: isinstance(e, ev.Step) and e.step >= paused_at + 3, since=rec.events.index(restored))
+    assert list(session.history.step) == list(range(1, len(session.history.step) + 1))  # no gaps, no repeats
+    assert session.stop(save_reason="quit") is None
+    last = session.record.last_saved
+    assert last.reason == "quit" and last.step == session.trainer.step == session.record.latest_step.step
+    assert session.state == "finished" and not session.is_active
+
+
+def test_a_new_run_starts_over_and_a_stop_without_reason_saves_nothing(tiny_text, tmp_path):
+    rec = Recorder()
+    session = session_with(rec)
+    session.start(tiny_config(tiny_text, tmp_path / "one", max_steps=100_000, eval_interval=100_000,
+                              save_interval=100_000))
+    rec.wait_for(lambda e: isinstance(e, ev.Step) and e.step >= 5)
+    with pytest.raises(GPTMiniError, match="still going"):
+        session.start(tiny_config(tiny_text, tmp_path / "two"))
+    assert session.stop() is None
+    assert not list((tmp_path / "one").glob("step-*"))
+    old = session.trainer
+    session.start(tiny_config(tiny_text, tmp_path / "two", max_steps=4, eval_interval=100_000))
+    assert session.trainer is not old and session.record.latest_step is None and len(session.history) == 0
+    rec.wait_for(lambda e: isinstance(e, ev.Finished) and e.step == 4)
+    assert list(session.history.step) == [1, 2, 3, 4] and session.run_dir == tmp_path / "two"
+
+
+def test_a_save_that_fails_on_quit_is_reported(tiny_text, tmp_path, monkeypatch):
+    rec = Recorder()
+    session = session_with(rec)
+    session.start(tiny_config(tiny_text, tmp_path / "run", max_steps=100_000, eval_interval=100_000,
+                              save_interval=100_000))
+    rec.wait_for(lambda e: isinstance(e, ev.Step) and e.step >= 3)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("gptmini.ckpt_writer.save_checkpoint", disk_full)
+    problem = session.stop(save_reason="quit")
+    assert problem is not None and "No space left on device" in problem
+
+
+def test_controls_without_a_running_trainer_say_why(tiny_text, tmp_path):
+    session = RunSession()
+    with pytest.raises(GPTMiniError, match="running or paused trainer"):
+        session.save()
+    with pytest.raises(GPTMiniError, match="no training run"):
+        session.sampling_source()
+    assert session.stop(save_reason="quit") is None  # nothing to stop
+
+
+def test_a_crashing_trainer_is_an_error_event_not_a_hang():
+    class Exploding:
+        step = 0
+        is_active = False
+        steps_since_save = 0
+
+        def __init__(self, config, start_paused=False):
+            pass
+
+        def subscribe(self, callback):
+            return lambda: None
+
+        def run(self):
+            raise SystemExit("torch is gone")
+
+        def stop(self, save=True, reason="stop"):
+            pass
+
+    rec = Recorder()
+    session = session_with(rec, trainer_factory=Exploding)
+    session.start(object())
+    error = rec.wait_for(lambda e: isinstance(e, ev.Error))
+    assert error.fatal and "torch is gone" in error.message
+    assert session.stop() is None
+
+
+def test_attach_follows_another_runs_folder_and_samples_its_newest_checkpoint(tiny_text, tmp_path):
+    from gptmini.engine import Trainer
+
+    run = tmp_path / "run"
+    Trainer(tiny_config(tiny_text, run, max_steps=12, eval_interval=6, save_interval=6)).run()
+    rec = Recorder()
+    session = session_with(rec)
+    session.attach(run)
+    assert session.attached and session.run_dir == run and session.trainer is None
+    events = session.poll()
+    assert any(isinstance(e, ev.RunStarted) for e in events) and rec.of(ev.Finished)
+    assert list(session.history.step) == list(range(1, 13)) and session.state == "finished"
+    assert session.steps_since_save == 0  # the run saved its last step
+    source = session.sampling_source()
+    assert source.step == 12 and source.label == "step-000012"
+    assert session.sampling_source() is source  # loaded once
+    assert session.newer_checkpoint(session.list_checkpoints()) is None
+    with pytest.raises(GPTMiniError, match="belongs to the process"):
+        session.save()
+    assert session.poll() == []  # nothing new
