@@ -140,12 +140,10 @@ def run_in_app(opts: dict, skip: int) -> float:
 
     async def go() -> None:
         app = GPTMiniApp(TrainConfig(**opts))
-        async with app.run_test(size=(120, 40)) as pilot:
-            app.trainer.subscribe(probe)
-            done = app._trainer_done
-            while not done.is_set():
+        app.session.subscribe(probe)  # the session hands on every engine event, from the training thread
+        async with app.run_test(size=(120, 40)):
+            while app.session.trainer is None or not app.session.state.ended:
                 await asyncio.sleep(0.1)
-            await pilot.pause(0.1)
             app.exit()
 
     asyncio.run(go())
@@ -514,25 +512,30 @@ def _rss_mb(pid: int) -> float:
 
 
 def bench_history_memory(n_steps: int = 1_000_000, width: int = 120) -> dict:
-    """A long run's worth of Step events through the app's bridge: memory per step, and points drawn."""
+    """A long run's worth of Step events through the console's session record and bridge: memory per step,
+    and points drawn."""
     import tracemalloc
 
     import numpy as np
 
     from gptmini import events as ev
+    from gptmini.history import LossHistory, downsample
+    from gptmini.session import RunRecord
     from gptmini_tui.bridge import EngineBridge
-    from gptmini.history import downsample
 
+    record = RunRecord(LossHistory())
     bridge = EngineBridge(lambda message: None)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for i in range(1, n_steps + 1):
-        bridge(ev.Step(step=i, epoch=1 + i // 10_000, batch=1 + i % 10_000, batches_per_epoch=10_000,
-                       total_steps=n_steps, tokens_seen=512 * i, loss=2.0 + 1.0 / i, loss_smooth=2.0, lr=1e-3,
-                       grad_norm=1.0, tok_per_s=1e4, eta_s=1.0))
+        event = ev.Step(step=i, epoch=1 + i // 10_000, batch=1 + i % 10_000, batches_per_epoch=10_000,
+                        total_steps=n_steps, tokens_seen=512 * i, loss=2.0 + 1.0 / i, loss_smooth=2.0, lr=1e-3,
+                        grad_norm=1.0, tok_per_s=1e4, eta_s=1.0)
+        record.handle(event)  # what RunSession does with each event, then its listener, the bridge
+        bridge(event)
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    h = bridge.history
+    h = record.history
     rx, ry, sx, sy = downsample(np.frombuffer(h.step, dtype=np.int64).astype(float),
                                 np.frombuffer(h.loss, dtype=np.float32), np.frombuffer(h.smooth, dtype=np.float32),
                                 width)

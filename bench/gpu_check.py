@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -260,12 +258,10 @@ def tui_vs_cli(device: str, quick: bool, tmp: Path, cli_tok_s: float | None) -> 
 
     async def drive():
         app = GPTMiniApp(cfg)
+        app.session.subscribe(lambda e: marks.__setitem__(e.step, time.perf_counter())
+                              if isinstance(e, ev.Step) else None)
         async with app.run_test(size=(120, 40)) as pilot:
-            while app.trainer is None:
-                await pilot.pause(0.05)
-            app.trainer.subscribe(lambda e: marks.__setitem__(e.step, time.perf_counter())
-                                  if isinstance(e, ev.Step) else None)
-            while app.trainer.state not in ("finished", "error"):
+            while app.session.trainer is None or not app.session.state.ended:
                 await pilot.pause(0.2)
 
     asyncio.run(drive())

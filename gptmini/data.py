@@ -260,16 +260,13 @@ def _check_batch(n_windows: int, context_length: int, batch_size: int, world_siz
     )
 
 
-def _gather(tokens: np.ndarray, starts: np.ndarray, context_length: int, pin_memory: bool = False) -> Batch:
+def _gather(tokens: np.ndarray, starts: np.ndarray, context_length: int) -> Batch:
     """x, y int64 tensors for windows starting at ``starts`` (one fancy-index, no per-token loop)."""
     import torch
 
     rows = starts[:, None] + np.arange(context_length + 1, dtype=np.int64)
     block = torch.from_numpy(np.asarray(tokens)[rows].astype(np.int64))
-    x, y = block[:, :-1].contiguous(), block[:, 1:].contiguous()
-    if pin_memory and torch.cuda.is_available():
-        x, y = x.pin_memory(), y.pin_memory()
-    return x, y
+    return block[:, :-1].contiguous(), block[:, 1:].contiguous()
 
 
 class Batches:
@@ -323,10 +320,6 @@ class Batches:
     def __len__(self) -> int:
         return self.batches_per_epoch
 
-    @property
-    def tokens_per_batch(self) -> int:
-        return self.batch_size * self.context_length
-
     def epoch_windows(self, epoch: int) -> np.ndarray:
         """This rank's window indices for ``epoch``, in batch order."""
         if self.shuffle:
@@ -336,14 +329,14 @@ class Batches:
         order = order[: self.windows_per_rank * self.world_size]
         return order[self.rank :: self.world_size]
 
-    def epoch_batches(self, epoch: int, start_batch: int = 0, *, pin_memory: bool = False) -> Iterator[Batch]:
+    def epoch_batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         """Yield ``(x, y)`` for batches ``start_batch .. batches_per_epoch - 1`` of ``epoch``."""
         if isinstance(start_batch, bool) or not isinstance(start_batch, int) or start_batch < 0:
             raise ConfigError(f"start_batch must be a whole number >= 0, got {start_batch!r}")
         mine = self.epoch_windows(epoch)
         b = self.batch_size
         for i in range(start_batch, self.batches_per_epoch):
-            yield _gather(self.tokens, self.starts[mine[i * b : (i + 1) * b]], self.context_length, pin_memory)
+            yield _gather(self.tokens, self.starts[mine[i * b : (i + 1) * b]], self.context_length)
 
 
 def eval_batches(tokens: np.ndarray, context_length: int, batch_size: int, max_batches: int) -> list[Batch]:

@@ -32,26 +32,33 @@ from gptmini.checkpoint import (
     CheckpointError,
     ResumePoint,
     apply_training_state,
-    check_model_config,
     checkpoint_name,
     flatten_optimizer_state,
     load_checkpoint,
     rng_tensors,
     training_manifest,
-    write_json_atomic,
 )
 from gptmini.ckpt_writer import CheckpointWriter, SaveResult
 from gptmini.config import ModelConfig
-from gptmini.device import DeviceChoice, choose_precision, device_name, peak_flops, resolve_device, setup_backends
+from gptmini.device import DeviceChoice, device_name, peak_flops
 from gptmini.distributed import Ranks, any_rank, init_distributed, teardown_distributed
 from gptmini.errors import ConfigError, CorpusError, GPTMiniError, TokenizerError
+from gptmini.evaluate import mean_loss, pick_sample_prompt
 from gptmini.events import RunState
 from gptmini.meter import NonFiniteLoss, StepReporter, Throughput
 from gptmini.metrics import MetricsWriter
 from gptmini.model import GPT
 from gptmini.optim import lr_at, make_optimizer
+from gptmini.plan import RunPlan, plan_run, resume_config
 from gptmini.requests import Requests
-from gptmini.plan import RunPlan, explicit_model_options, model_config_for, plan_run, resume_config
+from gptmini.setup import (
+    choose_device,
+    load_data,
+    run_dir_for,
+    run_model_config,
+    trained_form,
+    write_run_config,
+)
 from gptmini.staging import StagingPool, spec_of
 from gptmini.train_config import TrainConfig
 
@@ -77,25 +84,20 @@ def _error_kind(exc: BaseException) -> str:
     return "internal"
 
 
-def default_run_name(cfg: TrainConfig) -> str:
-    return f"{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def pick_sample_prompt(asked: str | None, tokenizer: Any, val_text: str) -> tuple[str | None, str | None]:
-    """The prompt of the sample after each evaluation, and a warning when ``--sample-prompt`` is unusable."""
-    if asked:
-        try:
-            tokenizer.encode(asked)
-        except GPTMiniError as exc:
-            return None, f"--sample-prompt cannot be used: {exc}"
-        return asked, None
-    for prompt in ("Every effort moves you", "The ", "the "):
-        try:
-            tokenizer.encode(prompt)
-        except GPTMiniError:
-            continue
-        return prompt, None
-    return (val_text or None), None
+def fatal_error(exc: BaseException, *, step: int, batch_size: int, last_checkpoint: Path | None) -> ev.Error:
+    """The one event that ends a run which failed: what happened and what to try."""
+    if isinstance(exc, NonFiniteLoss):
+        where = f" The last good checkpoint is {last_checkpoint}." if last_checkpoint else ""
+        return ev.Error(message=f"loss became {exc.value} at step {exc.step}; training stopped without saving.{where} "
+                                f"Try a lower --lr or a stronger --grad-clip.", error_kind="nan", step=exc.step,
+                        fatal=True)
+    if isinstance(exc, torch.OutOfMemoryError):
+        return ev.Error(message=f"out of GPU memory at step {step + 1} (batch {batch_size}); try a smaller "
+                                f"--batch-size (with --grad-accum to keep the global batch) or a shorter --context",
+                        error_kind="oom", step=step, fatal=True)
+    if isinstance(exc, GPTMiniError):
+        return ev.Error(message=str(exc), error_kind=_error_kind(exc), step=step, fatal=True)
+    return ev.Error(message=f"{type(exc).__name__}: {exc}", error_kind="internal", step=step, fatal=True)
 
 
 class Trainer:
@@ -224,36 +226,19 @@ class Trainer:
     def run(self) -> ev.Finished:
         self._requests.loop_thread = threading.current_thread()
         t0 = time.time()
-        reason = "completed"
         self._set_state(RunState.STARTING)
         try:
             self._setup()
             self._requests.loop_active.set()
             reason = self._loop()
-        except NonFiniteLoss as exc:
+        except Exception as exc:  # every failure ends the run with one event that says what to do
             reason = "error"
-            where = f" The last good checkpoint is {self.last_checkpoint}." if self.last_checkpoint else ""
-            self._emit(ev.Error(
-                message=f"loss became {exc.value} at step {exc.step}; training stopped without saving.{where} "
-                        f"Try a lower --lr or a stronger --grad-clip.",
-                error_kind="nan", step=exc.step, fatal=True))
-        except torch.OutOfMemoryError:
-            reason = "error"
-            self._free_memory()
-            cfg = self.config
-            self._emit(ev.Error(
-                message=f"out of GPU memory at step {self.step + 1} (batch {cfg.batch_size}); try a smaller "
-                        f"--batch-size (with --grad-accum to keep the global batch) or a shorter --context",
-                error_kind="oom", step=self.step, fatal=True))
-        except GPTMiniError as exc:
-            reason = "error"
-            self.exception = exc
-            self._emit(ev.Error(message=str(exc), error_kind=_error_kind(exc), step=self.step, fatal=True))
-        except Exception as exc:
-            reason = "error"
-            self.exception = exc
-            self._emit(ev.Error(message=f"{type(exc).__name__}: {exc}", error_kind="internal",
-                                step=self.step, fatal=True))
+            if isinstance(exc, torch.OutOfMemoryError):
+                self._free_memory()
+            elif not isinstance(exc, NonFiniteLoss):
+                self.exception = exc
+            self._emit(fatal_error(exc, step=self.step, batch_size=self.config.batch_size,
+                                   last_checkpoint=self.last_checkpoint))
         finally:
             self._requests.loop_active.clear()
             self._finish_writes()
@@ -275,59 +260,31 @@ class Trainer:
             self.config = resume_config(self.config, resume.manifest)
         cfg = self.config
         self.ranks = init_distributed(cfg.device)
-        self.device = resolve_device(cfg.device)
-        if self.ranks.world_size > 1 and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.ranks.local_rank)
-            torch.cuda.set_device(self.device)
-        if cfg.threads is not None:
-            torch.set_num_threads(cfg.threads)
-        self.precision = choose_precision(self.device, cfg.dtype)
-        setup_backends(self.device)
-        self._load_data(resume)
+        self.device, self.precision = choose_device(cfg, self.ranks)
+        self.corpus, self.tokenizer, self.token_data = load_data(cfg, resume, self._emit)
         self._build_model(resume)
         self._open_run_dir(resume)
-
-    def _load_data(self, resume: Checkpoint | None) -> None:
-        from gptmini.corpus import load_corpus
-        from gptmini.data import TokenisingProgress, tokenize_corpus
-        from gptmini.tokenizer import tokenizer_from_description
-
-        cfg = self.config
-        self.corpus = corpus = load_corpus(cfg.data, cfg.corpus)
-        tokenizer = tokenizer_from_description(resume.manifest["tokenizer"]) if resume else cfg.tokenizer_name
-        progress = TokenisingProgress(self._emit, corpus, getattr(tokenizer, "name", tokenizer))
-        self.tokenizer, self.token_data = tokenize_corpus(corpus, tokenizer, val_fraction=cfg.val_fraction,
-                                                          progress=progress)
-        progress.finish(self.token_data)
 
     def _build_model(self, resume: Checkpoint | None) -> None:
         from gptmini.data import Batches, check_fits, eval_batches
 
-        cfg, device = self.config, self.device
-        saved = dict(resume.manifest["model_config"]) if resume is not None else None
-        self.model_config = model_cfg = model_config_for(cfg, self.tokenizer.vocab_size, saved)
-        if saved is not None and explicit_model_options(cfg):
-            wanted = model_config_for(cfg, self.tokenizer.vocab_size)
-            check_model_config(saved, wanted.with_overrides(dropout=model_cfg.dropout), resume.path)
+        cfg, device, tokens = self.config, self.device, self.token_data
+        self.model_config = model_cfg = run_model_config(cfg, self.tokenizer.vocab_size, resume)
         T = model_cfg.context_length
-        check_fits(self.token_data, T, cfg.batch_size)
+        check_fits(tokens, T, cfg.batch_size)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self.model = model = GPT(model_cfg).to(device)
-        self.batches = Batches(self.token_data.train, T, cfg.batch_size, stride=cfg.stride, seed=cfg.seed,
+        self.batches = Batches(tokens.train, T, cfg.batch_size, stride=cfg.stride, seed=cfg.seed,
                                rank=self.ranks.rank, world_size=self.ranks.world_size)
         self.plan = plan = plan_run(cfg, batches_per_epoch=self.batches.batches_per_epoch, context_length=T,
                                     world_size=self.ranks.world_size, device_type=device.type)
         self.optimizer = make_optimizer(model, plan.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                         device_type=device.type)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.use_scaler)
-        self.val_set = eval_batches(self.token_data.val, T, cfg.batch_size, cfg.eval_batches)
-        self.train_eval_set = eval_batches(self.token_data.train, T, cfg.batch_size, cfg.eval_batches)
-        self._fwd = torch.compile(model) if plan.compile else model
-        if self.ranks.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            self._fwd = DDP(self._fwd, device_ids=[device.index] if device.type == "cuda" else None)
+        self.val_set = eval_batches(tokens.val, T, cfg.batch_size, cfg.eval_batches)
+        self.train_eval_set = eval_batches(tokens.train, T, cfg.batch_size, cfg.eval_batches)
+        self._fwd = trained_form(model, plan.compile, self.ranks, device)
         self.flops_per_token = model.flops_per_token()
         self._throughput = Throughput(self.flops_per_token, peak_flops(device))
         self._reporter = StepReporter(
@@ -339,24 +296,21 @@ class Trainer:
                 resume, model=model, optimizer=self.optimizer, scaler=self.scaler, model_config=model_cfg,
                 device=device, steps_per_epoch=plan.steps_per_epoch))
             self.last_checkpoint = resume.path
-        self.sample_prompt, warning = pick_sample_prompt(
-            cfg.sample_prompt, self.tokenizer, self.tokenizer.decode(list(self.token_data.val[:8])))
+        self.sample_prompt, warning = pick_sample_prompt(cfg.sample_prompt, self.tokenizer,
+                                                         self.tokenizer.decode(list(tokens.val[:8])))
         if warning:
             self._emit(ev.Warning(message=warning, step=self.step))
 
     def _open_run_dir(self, resume: Checkpoint | None) -> None:
         cfg, plan = self.config, self.plan
-        if cfg.out:
-            self.run_dir = Path(cfg.out)
-        elif resume is not None:
-            self.run_dir = resume.path.parent
-        else:
-            self.run_dir = Path("checkpoints") / (cfg.run_name or default_run_name(cfg))
+        self.run_dir = run_dir_for(cfg, resume)
         self.run_name = self.run_dir.name
         self._writer = CheckpointWriter(StagingPool(pin=self.device.type == "cuda"))
         if self.ranks.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._write_config_json()
+            write_run_config(self.run_dir, config=self.config, model_config=self.model_config,
+                             tokenizer=self.tokenizer, plan=self.plan, device=self.device,
+                             dtype=self.precision.dtype_name, world_size=self.ranks.world_size, corpus=self.corpus)
             self._metrics = MetricsWriter(self.run_dir)
             self.subscribe(self._metrics)
         self._emit(ev.RunStarted(
@@ -369,21 +323,6 @@ class Trainer:
             context_length=self.model_config.context_length, epochs=plan.n_epochs,
             batches_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps, start_step=self.step,
             resumed_from=str(resume.path) if resume is not None else None))
-
-    def _write_config_json(self) -> None:
-        plan = self.plan
-        write_json_atomic(self.run_dir / "config.json", {
-            "train": self.config.to_dict(),
-            "model": self.model_config.to_dict(),
-            "tokenizer": self.tokenizer.describe() if self.tokenizer.name != "char" else {"name": "char"},
-            "resolved": {
-                "lr": plan.lr, "min_lr": plan.min_lr, "warmup_steps": plan.warmup_steps,
-                "lr_decay_steps": plan.decay_steps, "total_steps": plan.total_steps,
-                "steps_per_epoch": plan.steps_per_epoch, "device": str(self.device),
-                "dtype": self.precision.dtype_name, "world_size": self.ranks.world_size,
-                "corpus": self.corpus.name, "corpus_bytes": self.corpus.n_bytes,
-            },
-        })
 
     # ----------------------------------------------------------------- loop
     def _loop(self) -> str:
@@ -495,15 +434,6 @@ class Trainer:
         return norm
 
     # ----------------------------------------------------------- evaluation
-    @torch.no_grad()
-    def _mean_loss(self, batches) -> float:
-        total = 0.0
-        for x, y in batches:
-            with self.precision.autocast():
-                _, loss = self.model(x.to(self.device), y.to(self.device))
-            total += loss.item()
-        return total / max(1, len(batches))
-
     def _evaluate(self) -> bool:
         """Validation loss (rank 0), a sample; returns True when val loss improved."""
         self._reporter.flush(wait=True)
@@ -512,8 +442,8 @@ class Trainer:
         if self.ranks.is_main:
             self.model.eval()
             try:
-                val = self._mean_loss(self.val_set)
-                train = self._mean_loss(self.train_eval_set)
+                val = mean_loss(self.model, self.val_set, self.device, self.precision)
+                train = mean_loss(self.model, self.train_eval_set, self.device, self.precision)
                 improved = val < self.best_val_loss
                 if improved:
                     self.best_val_loss = val

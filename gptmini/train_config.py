@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ else:  # pragma: no cover
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 TOKENIZERS = ("gpt2", "char")
-MODEL_FIELDS = ("n_layers", "n_heads", "d_model", "context", "dropout", "bias")
 
 
 @dataclass
@@ -167,9 +166,6 @@ class TrainConfig:
             return cls(**clean, explicit=tuple(explicit))
         except TypeError as exc:  # pragma: no cover - defensive
             raise ConfigError(str(exc)) from None
-
-    def merged(self, **changes: Any) -> "TrainConfig":
-        return replace(self, **changes)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

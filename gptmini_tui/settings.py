@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from gptmini.sampling_settings import STRATEGIES
+
 TOP_K_STEPS = (1, 2, 3, 5, 10, 20, 40, 50, 100, 200, 500, 1000)
 TEMPERATURE_RANGE = (0.1, 3.0)
 TOP_P_RANGE = (0.05, 1.0)

@@ -64,8 +64,8 @@ def test_pause_resume_stop_from_another_thread(tiny_text, tmp_path):
     trainer.pause()
     rec.wait_for(lambda e: isinstance(e, ev.StateChanged) and e.state == "paused")
     paused_at = trainer.step
-    time.sleep(0.5)
-    assert trainer.step == paused_at  # nothing moves while paused
+    # the paused loop serves requests between its waits: two round trips later, it has not stepped
+    assert trainer.snapshot().step == paused_at and trainer.snapshot().step == paused_at == trainer.step
     trainer.resume()
     rec.wait_for(lambda e: isinstance(e, ev.Step) and e.step >= paused_at + 3)
     trainer.stop()
@@ -85,8 +85,7 @@ def test_start_paused_waits_for_resume(tiny_text, tmp_path):
     trainer.subscribe(rec)
     th = start_in_thread(trainer)
     rec.wait_for(lambda e: isinstance(e, ev.StateChanged) and e.state == "paused")
-    time.sleep(0.3)
-    assert trainer.step == 0 and not rec.of(ev.Step)
+    assert trainer.snapshot().step == 0 and trainer.step == 0 and not rec.of(ev.Step)
     trainer.resume()
     th.join(timeout=60)
     assert rec.of(ev.Finished)[0].reason == "completed"
@@ -175,7 +174,10 @@ def test_metrics_jsonl_is_valid_while_the_run_goes_on(tiny_text, tmp_path):
     trainer.subscribe(rec)
     th = start_in_thread(trainer)
     rec.wait_for(lambda e: isinstance(e, ev.Eval) and e.step >= 10)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 60
+    while '"event":"sample"' not in (run / "metrics.jsonl").read_text():  # written by its own thread
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     text = (run / "metrics.jsonl").read_text()  # read while training continues
     trainer.stop(save=False)
     th.join(timeout=60)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import torch
 from helpers import Recorder, tiny_config
@@ -41,11 +40,15 @@ def test_memory_is_bounded_a_save_waits_for_the_writer_when_all_sets_are_held():
     pool = StagingPool(keep=2)
     src = {"a": torch.zeros(3)}
     held = [pool.copy(src), pool.copy(src)]  # one being written, one queued
-    threading.Timer(0.2, pool.release, args=(held[0],)).start()  # the writer finishes the first
-    t0 = time.monotonic()
-    third = pool.copy(src)
-    assert time.monotonic() - t0 >= 0.15
-    assert third["a"].data_ptr() == held[0]["a"].data_ptr() and pool.allocations == 2
+    got: list = []
+    copier = threading.Thread(target=lambda: got.append(pool.copy(src)))
+    copier.start()
+    copier.join(0.3)
+    assert copier.is_alive() and not got  # a third copy waits: no set is free and no third may be made
+    pool.release(held[0])  # the writer finishes the first
+    copier.join(30)
+    assert not copier.is_alive()
+    assert got[0]["a"].data_ptr() == held[0]["a"].data_ptr() and pool.allocations == 2
 
 
 def test_sets_of_an_old_shape_are_dropped():

@@ -18,7 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Static, TabbedContent, TabPane, Tabs
+from textual.widgets import Button, Footer, Input, Static, TabPane
 
 from gptmini import events as ev
 from gptmini import fmt
@@ -32,10 +32,19 @@ from gptmini_tui.messages import NewRunReady, engine
 from gptmini_tui.screens.confirm import ConfirmScreen
 from gptmini_tui.screens.help import HelpScreen
 from gptmini_tui.screens.new_run import NewRunScreen
-from gptmini_tui.widgets import CheckpointsPanel, Counters, EventLog, LossPlot, Playground, ProbsView, RunHeader
+from gptmini_tui.widgets import (
+    CheckpointsPanel,
+    Counters,
+    EventLog,
+    LossPlot,
+    Panels,
+    Playground,
+    ProbsView,
+    RunHeader,
+)
+from gptmini_tui.widgets.checkpoints import restore_question
 
 ATTACHED_REASON = "attached: controls belong to the training process"
-PANELS = ("tab-play", "tab-ckpt", "tab-log")
 LOUD_SAVE_REASONS = {"manual", "quit", "new-run", "stop", "final"}  # automatic saves only go to the log
 ERROR_TITLES = {"nan": "loss is NaN", "oom": "out of memory", "data": "data error",
                 "checkpoint": "checkpoint error", "config": "configuration error"}
@@ -61,7 +70,7 @@ class MainScreen(Screen):
         self.notice = Static("", id="notice")
         self.plot = LossPlot(session.history, interval=plot_interval, id="plot")
         self.counters = Counters(id="counters")
-        self.tabs = TabbedContent(id="tabs", initial="tab-play")
+        self.tabs = Panels(id="tabs")
         self.playground = Playground(source=session.sampling_source, id="playground")
         self.checkpoints = CheckpointsPanel(lister=session.list_checkpoints, clock=clock, id="checkpoints")
         self.log_panel = EventLog(id="log")
@@ -93,6 +102,8 @@ class MainScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.tabs.focus_targets = {"tab-play": self.playground.transcript, "tab-ckpt": self.checkpoints.table,
+                                   "tab-log": self.log_panel}
         self.counters.border_title = "training"
         self.probs.border_title = "next token"
         self.session.subscribe(EngineBridge(self.post_message, min_interval=self.ui_interval))
@@ -344,24 +355,13 @@ class MainScreen(Screen):
         self.notify("saving a checkpoint…", timeout=2)
 
     def action_restore(self) -> None:
-        info = self.checkpoints.selected_info()
-        self.show_panel("tab-ckpt")
-        if info is None:
-            self.notify("no checkpoint to restore yet (s saves one)", severity="warning")
+        info, problem = self.checkpoints.restorable()
+        self.tabs.show("tab-ckpt")
+        if problem:
+            self.notify(problem, severity="warning")
             return
-        if info.error:
-            self.notify(f"{info.name} is damaged: {info.error}", severity="error")
-            return
-        unsaved = self.session.steps_since_save
-        latest = self.session.record.latest_step
-        current = latest.step if latest is not None else None
-        body = (
-            f"Load {info.name} (step {info.step:,}, val loss {fmt.loss(info.val_loss)}) into the running trainer?\n"
-            f"Training continues from step {info.step:,}"
-            + (f"; the plot drops everything after it (now at step {current:,})." if current else ".")
-            + (f"\n{unsaved} step(s) since the last save will be lost." if unsaved else "")
-        )
-        trainer = self.session.trainer
+        latest, trainer = self.session.record.latest_step, self.session.trainer
+        question = restore_question(info, self.session.steps_since_save, latest.step if latest else None)
 
         def answered(choice: str | None) -> None:
             if choice == "yes" and self.session.trainer is trainer:
@@ -371,7 +371,7 @@ class MainScreen(Screen):
                 except Exception as exc:
                     self.notify(error_text(exc), severity="warning")
 
-        self.app.push_screen(ConfirmScreen("Restore checkpoint?", body), answered)
+        self.app.push_screen(ConfirmScreen("Restore checkpoint?", question), answered)
 
     def action_new_run(self) -> None:
         note = "The current run keeps going until you start the new one."
@@ -424,7 +424,7 @@ class MainScreen(Screen):
             self.notify(hint, timeout=2)
 
     def action_compare(self) -> None:
-        self.show_panel("tab-play")
+        self.tabs.show("tab-play")
         self.playground.compare(self.playground.prompt_input.value)
 
     def action_stop_generation(self) -> None:
@@ -442,7 +442,7 @@ class MainScreen(Screen):
         self.probs.schedule(delay=0.0)
 
     def action_focus_prompt(self) -> None:
-        self.show_panel("tab-play", self.playground.prompt_input)
+        self.tabs.show("tab-play", self.playground.prompt_input)
 
     def action_submit_prompt(self) -> None:
         self.action_focus_prompt()
@@ -455,27 +455,7 @@ class MainScreen(Screen):
         self.notify(f"loss plot x-axis: {self.plot.cycle_axis()}", timeout=1.5)
 
     def action_next_panel(self) -> None:
-        i = PANELS.index(self.tabs.active) if self.tabs.active in PANELS else 0
-        self.show_panel(PANELS[(i + 1) % len(PANELS)])
-
-    def show_panel(self, pane: str, focus=None) -> None:
-        """Switch the bottom tabs and move focus into the new pane.
-
-        Focus must move with the pane: a focused widget left in a hidden pane hands focus to a sibling,
-        and TabbedContent follows focus back.
-        """
-        target = focus or {"tab-play": self.playground.transcript, "tab-ckpt": self.checkpoints.table,
-                           "tab-log": self.log_panel}[pane]
-        if self.tabs.active == pane:
-            target.focus()
-            return
-        # Park focus on the (always visible) tab bar while the panes swap. Synchronously: Widget.focus()
-        # only queues the change, and a layout pass that runs first finds the focused widget hidden and
-        # hands focus to a sibling in the old pane, which switched the tabs straight back.
-        tab_bar = self.tabs.query_one(Tabs)
-        self.set_focus(tab_bar, scroll_visible=False)
-        self.tabs.active = pane
-        self.call_after_refresh(target.focus)
+        self.tabs.next()
 
     def action_help(self) -> None:
         note = (ATTACHED_REASON + "; the playground samples the newest checkpoint." if self.attached

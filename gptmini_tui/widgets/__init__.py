@@ -5,7 +5,8 @@ from gptmini_tui.widgets.counters import Counters
 from gptmini_tui.widgets.header import RunHeader
 from gptmini_tui.widgets.log import EventLog
 from gptmini_tui.widgets.loss_plot import LossPlot
+from gptmini_tui.widgets.panels import Panels
 from gptmini_tui.widgets.playground import Playground
 from gptmini_tui.widgets.probs import ProbsView
 
-__all__ = ["CheckpointsPanel", "Counters", "EventLog", "LossPlot", "Playground", "ProbsView", "RunHeader"]
+__all__ = ["CheckpointsPanel", "Counters", "EventLog", "LossPlot", "Panels", "Playground", "ProbsView", "RunHeader"]

@@ -164,6 +164,15 @@ class CheckpointsPanel(Vertical):
             except Exception:
                 pass
 
+    def restorable(self):
+        """``(info, None)`` for the highlighted checkpoint, or ``(None, why it cannot be restored)``."""
+        info = self.selected_info()
+        if info is None:
+            return None, "no checkpoint to restore yet (s saves one)"
+        if info.error:
+            return None, f"{info.name} is damaged: {info.error}"
+        return info, None
+
     def selected_info(self):
         if not self.infos:
             return None
@@ -172,3 +181,13 @@ class CheckpointsPanel(Vertical):
         if row is None or not 0 <= row < len(self.infos):
             return None
         return self.infos[row]
+
+
+def restore_question(info, unsaved: int, current_step: int | None) -> str:
+    """What restoring ``info`` into the running trainer will do, for the confirmation."""
+    return (
+        f"Load {info.name} (step {info.step:,}, val loss {fmt.loss(info.val_loss)}) into the running trainer?\n"
+        f"Training continues from step {info.step:,}"
+        + (f"; the plot drops everything after it (now at step {current_step:,})." if current_step else ".")
+        + (f"\n{unsaved} step(s) since the last save will be lost." if unsaved else "")
+    )

@@ -8,6 +8,7 @@ import shutil
 import signal
 import termios
 import time
+from pathlib import Path
 
 import pytest
 from tui_helpers import checkpoint_dirs
@@ -137,6 +138,14 @@ def _threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+def _stop(console: PtyConsole) -> None:
+    """SIGSTOP the console and wait until the kernel has stopped it (state T in /proc)."""
+    pid = console.child.pid
+    os.kill(pid, signal.SIGSTOP)
+    console.wait_for(lambda: Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T", 30,
+                     "the console to be stopped")
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux /proc")
 def test_stopped_and_continued_from_outside_the_console_carries_on(pty_console):
@@ -150,13 +159,13 @@ def test_stopped_and_continued_from_outside_the_console_carries_on(pty_console):
     pty_console.wait_for_training()
     before = _threads(child.pid)
     for _ in range(4):
-        os.kill(child.pid, signal.SIGSTOP)
-        time.sleep(0.1)
+        _stop(pty_console)
         os.kill(child.pid, signal.SIGCONT)
-        pty_console.read_for(0.4)
+        step = pty_console.last_step()
+        pty_console.wait_for(lambda: pty_console.last_step() > step, 30, "training to go on after a continue")
     assert _threads(child.pid) < before + 4, "each continue started more threads"
 
-    os.kill(child.pid, signal.SIGSTOP)
+    _stop(pty_console)
     attrs = termios.tcgetattr(child.child_fd)
     attrs[3] |= termios.ICANON | termios.ECHO  # what a shell does when it takes the terminal back
     termios.tcsetattr(child.child_fd, termios.TCSANOW, attrs)

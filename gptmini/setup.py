@@ -1,0 +1,92 @@
+"""Building a run from its options: device and precision, the data, the model's shape, the form it
+trains in, the run folder and its ``config.json``. Called once by ``Trainer.run()`` on the training thread, before the
+first step; each function is usable alone (a notebook can build a run's data or model this way).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from gptmini import events as ev
+from gptmini.checkpoint import Checkpoint, check_model_config, write_json_atomic
+from gptmini.config import ModelConfig
+from gptmini.device import DeviceChoice, choose_precision, resolve_device, setup_backends
+from gptmini.distributed import Ranks
+from gptmini.plan import RunPlan, explicit_model_options, model_config_for
+from gptmini.train_config import TrainConfig
+
+
+def choose_device(cfg: TrainConfig, ranks: Ranks) -> tuple[torch.device, DeviceChoice]:
+    """The device this process trains on (its own GPU under torchrun) and the precision it trains in."""
+    device = resolve_device(cfg.device)
+    if ranks.world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    setup_backends(device)
+    return device, choose_precision(device, cfg.dtype)
+
+
+def load_data(cfg: TrainConfig, resume: Checkpoint | None, emit: Callable[[ev.Event], None]):
+    """``(corpus, tokenizer, token_data)``: the corpus tokenised (a resumed run's own tokenizer), from the
+    token cache when it holds it; progress goes out as ``DataProgress`` events."""
+    from gptmini.corpus import load_corpus
+    from gptmini.data import TokenisingProgress, tokenize_corpus
+    from gptmini.tokenizer import tokenizer_from_description
+
+    corpus = load_corpus(cfg.data, cfg.corpus)
+    wanted = tokenizer_from_description(resume.manifest["tokenizer"]) if resume else cfg.tokenizer_name
+    progress = TokenisingProgress(emit, corpus, getattr(wanted, "name", wanted))
+    tokenizer, token_data = tokenize_corpus(corpus, wanted, val_fraction=cfg.val_fraction, progress=progress)
+    progress.finish(token_data)
+    return corpus, tokenizer, token_data
+
+
+def run_model_config(cfg: TrainConfig, vocab_size: int, resume: Checkpoint | None) -> ModelConfig:
+    """The model a run builds; on resume the checkpoint's, which dims flags given explicitly must match."""
+    saved = dict(resume.manifest["model_config"]) if resume is not None else None
+    model_cfg = model_config_for(cfg, vocab_size, saved)
+    if saved is not None and explicit_model_options(cfg):
+        wanted = model_config_for(cfg, vocab_size)
+        check_model_config(saved, wanted.with_overrides(dropout=model_cfg.dropout), resume.path)
+    return model_cfg
+
+
+def trained_form(model: torch.nn.Module, compile_model: bool, ranks: Ranks, device: torch.device) -> torch.nn.Module:
+    """The model as the step calls it: compiled and/or wrapped for torchrun (the same weights)."""
+    fwd = torch.compile(model) if compile_model else model
+    if ranks.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        fwd = DDP(fwd, device_ids=[device.index] if device.type == "cuda" else None)
+    return fwd
+
+
+def run_dir_for(cfg: TrainConfig, resume: Checkpoint | None) -> Path:
+    """``--out``; else the resumed checkpoint's run folder; else ``checkpoints/<run name>``."""
+    if cfg.out:
+        return Path(cfg.out)
+    if resume is not None:
+        return resume.path.parent
+    return Path("checkpoints") / (cfg.run_name or f"{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def write_run_config(run_dir: Path, *, config: TrainConfig, model_config: ModelConfig, tokenizer: Any, plan: RunPlan,
+                     device: torch.device, dtype: str, world_size: int, corpus: Any) -> None:
+    """``config.json``: the options as given and every number they resolved to."""
+    write_json_atomic(run_dir / "config.json", {
+        "train": config.to_dict(),
+        "model": model_config.to_dict(),
+        "tokenizer": tokenizer.describe() if tokenizer.name != "char" else {"name": "char"},
+        "resolved": {
+            "lr": plan.lr, "min_lr": plan.min_lr, "warmup_steps": plan.warmup_steps,
+            "lr_decay_steps": plan.decay_steps, "total_steps": plan.total_steps,
+            "steps_per_epoch": plan.steps_per_epoch, "device": str(device), "dtype": dtype,
+            "world_size": world_size, "corpus": corpus.name, "corpus_bytes": corpus.n_bytes,
+        },
+    })
