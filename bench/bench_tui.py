@@ -464,30 +464,29 @@ def bench_pty(corpus: Path, work: Path, seconds: float, toggles: int, threads: i
         # (2) latency: space -> first feedback (PAUSING/RESUMING) and the engine's
         # confirmation (PAUSED/RUNNING); then strategy keys -> label
         lat_state, lat_feedback, lat_strategy = [], [], []
-        for i in range(toggles):
-            # the feedback frame can be skipped when the engine confirms within the same frame
-            for key, first, confirmed in ((b" ", b"PAUS", b"PAUSED"), (b" ", (b"RESUMING", b"RUNNING"), b"RUNNING")):
-                while pump(0.02):
-                    pass
-                start = len(buf)
-                t0 = time.perf_counter()
-                child.send(key)
-                t1 = wait_text(first, start, 5)
-                t2 = wait_text(confirmed, start, 5)
-                lat_feedback.append((t1 - t0) * 1000 if t1 else float("inf"))
-                lat_state.append((t2 - t0) * 1000 if t2 else float("inf"))
-                pause_end = time.perf_counter() + 0.15
-                while time.perf_counter() < pause_end:
-                    pump(0.02)
-        strategy_keys = [(b"1", b"greedy"), (b"2", b"temperature T="), (b"3", b"top-k k="), (b"4", b"top-p p=")]
-        for key, text in strategy_keys * toggles:
+
+        def press(key: bytes, *texts) -> list[float]:
+            """Send ``key`` when the output is quiet; ms until each of ``texts`` appears (inf: never)."""
             while pump(0.02):
                 pass
             start = len(buf)
             t0 = time.perf_counter()
             child.send(key)
-            t1 = wait_text(text, start, 5)
-            lat_strategy.append((t1 - t0) * 1000 if t1 else float("inf"))
+            seen = [wait_text(text, start, 5) for text in texts]
+            return [(t - t0) * 1000 if t else float("inf") for t in seen]
+
+        for i in range(toggles):
+            # the feedback frame can be skipped when the engine confirms within the same frame
+            for key, first, confirmed in ((b" ", b"PAUS", b"PAUSED"), (b" ", (b"RESUMING", b"RUNNING"), b"RUNNING")):
+                feedback, state = press(key, first, confirmed)
+                lat_feedback.append(feedback)
+                lat_state.append(state)
+                pause_end = time.perf_counter() + 0.15
+                while time.perf_counter() < pause_end:
+                    pump(0.02)
+        strategy_keys = [(b"1", b"greedy"), (b"2", b"temperature T="), (b"3", b"top-k k="), (b"4", b"top-p p=")]
+        for key, text in strategy_keys * toggles:
+            lat_strategy += press(key, text)
         result["lat_state_ms"] = lat_state
         result["lat_feedback_ms"] = lat_feedback
         result["lat_strategy_ms"] = lat_strategy
@@ -516,7 +515,6 @@ def bench_history_memory(n_steps: int = 1_000_000, width: int = 120) -> dict:
     and points drawn."""
     import tracemalloc
 
-    import numpy as np
 
     from gptmini import events as ev
     from gptmini.history import LossHistory, downsample
@@ -536,9 +534,7 @@ def bench_history_memory(n_steps: int = 1_000_000, width: int = 120) -> dict:
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     h = record.history
-    rx, ry, sx, sy = downsample(np.frombuffer(h.step, dtype=np.int64).astype(float),
-                                np.frombuffer(h.loss, dtype=np.float32), np.frombuffer(h.smooth, dtype=np.float32),
-                                width)
+    rx, ry, sx, sy = downsample(h.train.x("steps"), h.train.y("loss"), h.train.y("smooth"), width)
     return {"steps": n_steps, "bytes_per_step": grown / n_steps, "total_mb": grown / 1e6,
             "points_drawn": len(rx) + len(sx), "width": width}
 

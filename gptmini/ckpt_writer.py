@@ -18,6 +18,7 @@ import torch
 
 from gptmini.checkpoint import save_checkpoint
 from gptmini.staging import Spec, StagingPool
+from gptmini.threads import drain
 
 
 @dataclass
@@ -69,11 +70,7 @@ class CheckpointWriter:
 
     def results(self):
         """The saves finished since the last call (successes and failures), oldest first."""
-        while True:
-            try:
-                yield self.done.get_nowait()
-            except queue.Empty:
-                return
+        return drain(self.done)
 
     def prefault(self, spec: Spec) -> None:
         """Map one set of staging buffers ahead of the first save, off the training thread."""
@@ -89,10 +86,7 @@ class CheckpointWriter:
             self._jobs.put(job)
 
     def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
+        for job in iter(self._jobs.get, None):  # None: closed
             self._run(job)
 
     def _run(self, job: SaveJob | Spec) -> None:

@@ -287,10 +287,8 @@ class Trainer:
         self._fwd = trained_form(model, plan.compile, self.ranks, device)
         self.flops_per_token = model.flops_per_token()
         self._throughput = Throughput(self.flops_per_token, peak_flops(device))
-        self._reporter = StepReporter(
-            self._emit, device=device, world_size=self.ranks.world_size, log_interval=plan.log_interval,
-            tokens_per_step=plan.tokens_per_step, total_steps=plan.total_steps,
-            steps_per_epoch=plan.steps_per_epoch, throughput=self._throughput)
+        self._reporter = StepReporter(self._emit, plan, device=device, world_size=self.ranks.world_size,
+                                      throughput=self._throughput)
         if resume is not None:
             self._set_position(apply_training_state(
                 resume, model=model, optimizer=self.optimizer, scaler=self.scaler, model_config=model_cfg,

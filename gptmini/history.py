@@ -32,91 +32,99 @@ class PlotView:
     val_y: list[float]
 
 
+class Series:
+    """One curve: each point's step, tokens seen and fractional epoch, and its values, in typed arrays."""
+
+    def __init__(self, *values: str) -> None:
+        self.step = array("q")
+        self.tokens = array("d")
+        self.epoch = array("f")  # fractional epoch: epochs done, with the current one's share
+        self.values = {name: array("f") for name in values}
+        self._value_columns = tuple(self.values.values())
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def _columns(self) -> tuple[array, ...]:
+        return (self.step, self.tokens, self.epoch, *self._value_columns)
+
+    def append(self, step: int, tokens: int, epoch: float, *values: float) -> None:
+        if self.step and step <= self.step[-1]:
+            self.truncate_after(step - 1)  # a step we already have (resume / restore): drop the stale tail
+        self.step.append(step)
+        self.tokens.append(float(tokens))
+        self.epoch.append(epoch)
+        for column, value in zip(self._value_columns, values):
+            column.append(value)
+
+    def truncate_after(self, step: int) -> None:
+        n = _count_le(self.step, step)
+        for column in self._columns():
+            del column[n:]
+
+    def clear(self) -> None:
+        self.truncate_after(-1)
+
+    def x(self, axis: Axis) -> np.ndarray:
+        return np.array({"steps": self.step, "tokens": self.tokens, "epochs": self.epoch}[axis], dtype=np.float64)
+
+    def y(self, name: str) -> np.ndarray:
+        column = self.values[name]
+        return np.frombuffer(column, dtype=np.float32).astype(np.float64) if column else np.zeros(0)
+
+
 class LossHistory:
+    """The training loss (raw and smoothed) of every step, and the validation loss of every evaluation."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.version = 0  # bumped on every change; the plot redraws when it moves
-        self._clear_unlocked()
-
-    def _clear_unlocked(self) -> None:
-        self.step = array("q")
-        self.tokens = array("d")
-        self.epoch = array("f")  # fractional epoch: epoch - 1 + batch / batches_per_epoch
-        self.loss = array("f")
-        self.smooth = array("f")
-        self.val_step = array("q")
-        self.val_tokens = array("d")
-        self.val_epoch = array("f")
-        self.val_loss = array("f")
+        self.train = Series("loss", "smooth")
+        self.val = Series("loss")
 
     # ------------------------------------------------------------ writers
     def clear(self) -> None:
         with self._lock:
-            self._clear_unlocked()
+            self.train.clear()
+            self.val.clear()
             self.version += 1
 
     def add_step(self, step: int, tokens: int, epoch: float, loss: float, smooth: float) -> None:
         with self._lock:
-            if self.step and step <= self.step[-1]:
-                # A step we already have (resume / restore): drop the stale tail first.
-                self._truncate_unlocked(step - 1)
-            self.step.append(step)
-            self.tokens.append(float(tokens))
-            self.epoch.append(epoch)
-            self.loss.append(loss)
-            self.smooth.append(smooth)
+            if self.train.step and step <= self.train.step[-1]:
+                self.val.truncate_after(step - 1)  # the run went back (resume / restore): so did its evals
+            self.train.append(step, tokens, epoch, loss, smooth)
             self.version += 1
 
     def add_eval(self, step: int, tokens: int, epoch: float, val_loss: float) -> None:
         with self._lock:
-            if self.val_step and step <= self.val_step[-1]:
-                self._truncate_val_unlocked(step - 1)
-            self.val_step.append(step)
-            self.val_tokens.append(float(tokens))
-            self.val_epoch.append(epoch)
-            self.val_loss.append(val_loss)
+            self.val.append(step, tokens, epoch, val_loss)
             self.version += 1
 
     def truncate_after(self, step: int) -> None:
         """Forget every point after ``step`` (a restored checkpoint rewinds the run)."""
         with self._lock:
-            self._truncate_unlocked(step)
+            self.train.truncate_after(step)
+            self.val.truncate_after(step)
             self.version += 1
-
-    def _truncate_unlocked(self, step: int) -> None:
-        n = _count_le(self.step, step)
-        for buf in (self.step, self.tokens, self.epoch, self.loss, self.smooth):
-            del buf[n:]
-        self._truncate_val_unlocked(step)
-
-    def _truncate_val_unlocked(self, step: int) -> None:
-        n = _count_le(self.val_step, step)
-        for buf in (self.val_step, self.val_tokens, self.val_epoch, self.val_loss):
-            del buf[n:]
 
     # ------------------------------------------------------------ readers
     def __len__(self) -> int:
-        return len(self.step)
+        return len(self.train)
 
     @property
     def last_step(self) -> int | None:
         with self._lock:
-            return self.step[-1] if self.step else None
+            return self.train.step[-1] if self.train.step else None
 
     def view(self, axis: Axis, buckets: int) -> PlotView:
         """A downsampled copy: ``buckets`` min/max pairs for the raw loss, means for the smoothed loss."""
         with self._lock:
-            x_src = {"steps": self.step, "tokens": self.tokens, "epochs": self.epoch}[axis]
-            vx_src = {"steps": self.val_step, "tokens": self.val_tokens, "epochs": self.val_epoch}[axis]
-            x = np.array(x_src, dtype=np.float64)
-            raw = np.frombuffer(self.loss, dtype=np.float32).astype(np.float64) if self.loss else np.zeros(0)
-            smooth = np.frombuffer(self.smooth, dtype=np.float32).astype(np.float64) if self.smooth else np.zeros(0)
-            vx = np.array(vx_src, dtype=np.float64)
-            vy = np.array(self.val_loss, dtype=np.float64)
-        n = len(x)
+            x, raw, smooth = self.train.x(axis), self.train.y("loss"), self.train.y("smooth")
+            vx, vy = self.val.x(axis), self.val.y("loss")
         rx, ry, sx, sy = downsample(x, raw, smooth, max(1, buckets))
         keep = np.isfinite(vy)
-        return PlotView(axis, n, rx, ry, sx, sy, vx[keep].tolist(), vy[keep].tolist())
+        return PlotView(axis, len(x), rx, ry, sx, sy, vx[keep].tolist(), vy[keep].tolist())
 
 
 def _count_le(buf: array, step: int) -> int:

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from gptmini import events as ev
+from gptmini.plan import RunPlan
 
 
 class NonFiniteLoss(Exception):
@@ -77,16 +78,12 @@ class Throughput:
 class StepReporter:
     """Collects each step's (loss, grad norm) on the device and emits ``Step`` events in order."""
 
-    def __init__(self, emit: Callable[[ev.Event], None], *, device: torch.device, world_size: int,
-                 log_interval: int, tokens_per_step: int, total_steps: int, steps_per_epoch: int,
+    def __init__(self, emit: Callable[[ev.Event], None], plan: RunPlan, *, device: torch.device, world_size: int,
                  throughput: Throughput) -> None:
         self._emit = emit
+        self.plan = plan
         self.device = device
         self.world_size = world_size
-        self.log_interval = log_interval
-        self.tokens_per_step = tokens_per_step
-        self.total_steps = total_steps
-        self.steps_per_epoch = steps_per_epoch
         self.throughput = throughput
         self._pending: list[tuple[tuple, torch.Tensor, torch.Tensor]] = []
         self._inflight: list[tuple[list[tuple], torch.Tensor, torch.cuda.Event | None]] = []
@@ -96,7 +93,7 @@ class StepReporter:
     def add(self, step: int, epoch: int, batch: int, lr: float, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         """Record one optimizer step (1-based ``step``, ``epoch``, ``batch``); emits what has arrived."""
         self._pending.append(((step, epoch, batch, lr), loss, grad_norm))
-        if len(self._pending) >= self.log_interval:
+        if len(self._pending) >= self.plan.log_interval:
             self._launch()
         self.flush(wait=False)
 
@@ -140,7 +137,8 @@ class StepReporter:
             self._inflight.append((metas, vals.cpu(), None))
 
     def _report(self, metas: list[tuple], values: list[list[float]]) -> None:
-        rate = self.throughput.add(len(metas) * self.tokens_per_step)
+        plan = self.plan
+        rate = self.throughput.add(len(metas) * plan.tokens_per_step)
         mfu = self.throughput.mfu
         mem = torch.cuda.max_memory_allocated(self.device) / 1e9 if self.device.type == "cuda" else None
         for (step, epoch, batch, lr), (loss, gnorm) in zip(metas, values):
@@ -148,8 +146,8 @@ class StepReporter:
                 raise NonFiniteLoss(step, loss)
             self._smooth = loss if self._smooth is None else 0.9 * self._smooth + 0.1 * loss
             self.last_loss = loss
-            self._emit(ev.Step(step=step, epoch=epoch, batch=batch, batches_per_epoch=self.steps_per_epoch,
-                               total_steps=self.total_steps, tokens_seen=step * self.tokens_per_step,
-                               loss=loss, loss_smooth=self._smooth, lr=lr, grad_norm=gnorm,
-                               tok_per_s=rate, eta_s=self.throughput.eta((self.total_steps - step) * self.tokens_per_step),
+            self._emit(ev.Step(step=step, epoch=epoch, batch=batch, batches_per_epoch=plan.steps_per_epoch,
+                               total_steps=plan.total_steps, tokens_seen=step * plan.tokens_per_step,
+                               loss=loss, loss_smooth=self._smooth, lr=lr, grad_norm=gnorm, tok_per_s=rate,
+                               eta_s=self.throughput.eta((plan.total_steps - step) * plan.tokens_per_step),
                                mfu=mfu, gpu_mem_gb=mem))

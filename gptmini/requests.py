@@ -14,6 +14,7 @@ import threading
 from typing import Any, Callable
 
 from gptmini.errors import GPTMiniError
+from gptmini.threads import drain
 
 Serve = Callable[[str, Any, cf.Future], None]
 
@@ -35,18 +36,10 @@ class Requests:
 
     def serve_waiting(self) -> None:
         """On the training thread, between two steps."""
-        while True:
-            try:
-                kind, arg, fut = self._queue.get_nowait()
-            except queue.Empty:
-                return
+        for kind, arg, fut in drain(self._queue):
             self._serve(kind, arg, fut)
 
     def fail_waiting(self) -> None:
-        while True:
-            try:
-                _, _, fut = self._queue.get_nowait()
-            except queue.Empty:
-                return
+        for _kind, _arg, fut in drain(self._queue):
             if fut.set_running_or_notify_cancel():
                 fut.set_exception(GPTMiniError("training has ended"))

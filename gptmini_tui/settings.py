@@ -45,9 +45,7 @@ class PlaygroundSettings:
         return replace(self, strategy=strategy)
 
     def with_temperature(self, direction: int) -> "PlaygroundSettings":
-        lo, hi = TEMPERATURE_RANGE
-        t = round(self.temperature + 0.1 * direction, 2)
-        return replace(self, temperature=min(hi, max(lo, t)))
+        return replace(self, temperature=_stepped(self.temperature, 0.1 * direction, TEMPERATURE_RANGE))
 
     def with_top_k(self, direction: int, vocab_size: int | None = None) -> "PlaygroundSettings":
         steps = [k for k in TOP_K_STEPS if vocab_size is None or k <= vocab_size]
@@ -62,9 +60,7 @@ class PlaygroundSettings:
         return replace(self, top_k=k)
 
     def with_top_p(self, direction: int) -> "PlaygroundSettings":
-        lo, hi = TOP_P_RANGE
-        p = round(self.top_p + 0.05 * direction, 2)
-        return replace(self, top_p=min(hi, max(lo, p)))
+        return replace(self, top_p=_stepped(self.top_p, 0.05 * direction, TOP_P_RANGE))
 
     def with_param(self, direction: int, vocab_size: int | None = None) -> "PlaygroundSettings":
         """Adjust the active strategy's own knob (T, k or p); greedy has none."""
@@ -80,3 +76,9 @@ class PlaygroundSettings:
         if vocab_size is not None and self.top_k > vocab_size:
             return replace(self, top_k=vocab_size)
         return self
+
+
+def _stepped(value: float, step: float, bounds: tuple[float, float]) -> float:
+    """``value + step``, rounded to the knob's grid and kept inside ``bounds``."""
+    lo, hi = bounds
+    return min(hi, max(lo, round(value + step, 2)))

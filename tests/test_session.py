@@ -34,10 +34,10 @@ def test_the_record_keeps_the_history_and_rewinds_it_on_restore():
         record.handle(step(i))
     record.handle(ev.Eval(step=100, epoch=1, tokens_seen=12800, val_loss=1.5, val_ppl=4.5, train_loss=1.6, best=True))
     record.handle(ev.Eval(step=200, epoch=2, tokens_seen=25600, val_loss=1.4, val_ppl=4.0, train_loss=1.5, best=True))
-    assert list(record.history.val_epoch) == [pytest.approx(1.0), pytest.approx(2.0)]  # fractional, from the step
+    assert list(record.history.val.epoch) == [pytest.approx(1.0), pytest.approx(2.0)]  # fractional, from the step
     assert record.steps_seen == 200 and record.latest_step.step == 200
     record.handle(ev.CheckpointRestored(step=120, epoch=2, tokens_seen=120 * 128, path="x"))
-    assert record.history.last_step == 120 and list(record.history.val_step) == [100]
+    assert record.history.last_step == 120 and list(record.history.val.step) == [100]
     assert record.latest_step is None and record.latest_eval is None
     record.handle(ev.StateChanged(state=RunState.PAUSED, step=120))
     assert record.state == "paused"
@@ -81,7 +81,7 @@ def test_a_session_trains_pauses_saves_samples_restores_and_stops_with_the_last_
     restored = rec.wait_for(lambda e: isinstance(e, ev.CheckpointRestored), since=mark)
     assert rewound == [paused_at]  # the history was cut back before any listener heard of the restore
     rec.wait_for(lambda e: isinstance(e, ev.Step) and e.step >= paused_at + 3, since=rec.events.index(restored))
-    assert list(session.history.step) == list(range(1, len(session.history.step) + 1))  # no gaps, no repeats
+    assert list(session.history.train.step) == list(range(1, len(session.history.train.step) + 1))  # no gaps, no repeats
     assert session.stop(save_reason="quit") is None
     last = session.record.last_saved
     assert last.reason == "quit" and last.step == session.trainer.step == session.record.latest_step.step
@@ -102,7 +102,7 @@ def test_a_new_run_starts_over_and_a_stop_without_reason_saves_nothing(tiny_text
     session.start(tiny_config(tiny_text, tmp_path / "two", max_steps=4, eval_interval=100_000))
     assert session.trainer is not old and session.record.latest_step is None and len(session.history) == 0
     rec.wait_for(lambda e: isinstance(e, ev.Finished) and e.step == 4)
-    assert list(session.history.step) == [1, 2, 3, 4] and session.run_dir == tmp_path / "two"
+    assert list(session.history.train.step) == [1, 2, 3, 4] and session.run_dir == tmp_path / "two"
 
 
 def test_a_save_that_fails_on_quit_is_reported(tiny_text, tmp_path, monkeypatch):
@@ -166,7 +166,7 @@ def test_attach_follows_another_runs_folder_and_samples_its_newest_checkpoint(ti
     assert session.attached and session.run_dir == run and session.trainer is None
     events = session.poll()
     assert any(isinstance(e, ev.RunStarted) for e in events) and rec.of(ev.Finished)
-    assert list(session.history.step) == list(range(1, 13)) and session.state == "finished"
+    assert list(session.history.train.step) == list(range(1, 13)) and session.state == "finished"
     assert session.steps_since_save == 0  # the run saved its last step
     source = session.sampling_source()
     assert source.step == 12 and source.label == "step-000012"

@@ -127,24 +127,13 @@ class NewRunScreen(ModalScreen["object | None"]):
             if not Path(p).expanduser().exists():
                 raise ValueError(f"data file not found: {p}")
         changes["data"] = [str(Path(p).expanduser()) for p in data] or None
-        for name in INT_FIELDS:
+        for name in INT_FIELDS + FLOAT_FIELDS:
+            parse, kind = (int, "a whole number") if name in INT_FIELDS else (float, "a number")
             text = raw[name].replace("_", "").replace(",", "")
-            if text == "":
-                changes[name] = None
-                continue
             try:
-                changes[name] = int(text)
+                changes[name] = parse(text) if text else None
             except ValueError:
-                raise ValueError(f"{_label(name)} must be a whole number, got {raw[name]!r}") from None
-        for name in FLOAT_FIELDS:
-            text = raw[name]
-            if text == "":
-                changes[name] = None
-                continue
-            try:
-                changes[name] = float(text)
-            except ValueError:
-                raise ValueError(f"{_label(name)} must be a number, got {raw[name]!r}") from None
+                raise ValueError(f"{_label(name)} must be {kind}, got {raw[name]!r}") from None
         for name in TEXT_FIELDS:
             changes[name] = raw[name] or None
         defaults = {f.name: f.default for f in fields(TrainConfig)}

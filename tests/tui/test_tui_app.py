@@ -65,14 +65,14 @@ async def test_counters_header_and_plot_follow_training(tiny_config):
     async with app.run_test(size=SIZE) as pilot:
         main = app.main
         await started(pilot, app, 25)
-        await wait_until(pilot, lambda: len(app.session.history.val_loss) >= 1, 30, "an eval point")
+        await wait_until(pilot, lambda: len(app.session.history.val) >= 1, 30, "an eval point")
         await wait_until(pilot, lambda: main.plot.last_view is not None and main.plot.last_view.n_points >= 20, 30,
                          "the plot to show the steps")  # redraws are timer-driven (<= 1 Hz, adaptive)
         info = main.header.info
         assert info["run"] == "run" and "params" in info["params"] and "tiny" in info["corpus"]
         assert info["tokenizer"].startswith("char")
         await wait_until(pilot, lambda: main.counters.state_label.state == "running", 30, "the running label")
-        assert len(app.session.history) >= 25 and app.session.history.step[0] == 1
+        assert len(app.session.history) >= 25 and app.session.history.train.step[0] == 1
         assert main.plot.redraws >= 1
         assert str(main.counters.query_one("#stats").render())  # renders without error
         assert log_lines(app, "eval")
@@ -142,7 +142,7 @@ async def test_restore_rolls_the_run_and_the_plot_back(tiny_config, tmp_path):
         app.session.subscribe(probe)
         await press(pilot, "y", until=lambda: restored, what="CheckpointRestored")
         assert restored[0] == (saved_step, saved_step)  # history cut back to the restored step at once
-        steps = list(app.session.history.step)
+        steps = list(app.session.history.train.step)
         assert steps == list(range(1, len(steps) + 1))  # no duplicates, no gaps after the rewind
         await wait_until(pilot, lambda: current_step(app) > saved_step + 2, 30, "training after the restore")
         await wait_until(pilot, lambda: any("restored step" in m for m in log_lines(app)), 30, "the restore in the log")
@@ -326,7 +326,7 @@ async def test_new_run_form_validates_then_replaces_the_run(tiny_config, tmp_pat
         assert old_trainer.state == "finished"
         started_event = app.session.record.run_started
         assert started_event.model_config["n_heads"] == 4 and started_event.epochs == 1
-        assert app.session.history.step[0] == 1  # the plot starts over
+        assert app.session.history.train.step[0] == 1  # the plot starts over
 
 
 async def test_every_action_is_bound_described_and_in_the_palette(tiny_config):

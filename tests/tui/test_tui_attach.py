@@ -102,7 +102,7 @@ async def test_attach_static_run_shows_history_and_disables_controls(tmp_path):
         await _loaded(pilot)
         assert main.header.info["run"] == "demo"
         assert ATTACHED_REASON in str(main.notice.render())
-        assert len(app.session.history.val_loss) == 4
+        assert len(app.session.history.val) == 4
         for action in ("toggle_pause", "save", "restore", "new_run"):
             assert main.check_action(action, ()) is None  # shown dimmed, does nothing
         assert main.checkpoints.save_button.disabled and main.checkpoints.restore_button.disabled

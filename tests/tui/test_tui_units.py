@@ -43,9 +43,9 @@ def test_history_truncates_on_restore_and_on_repeated_steps():
             h.add_eval(i, i, i, 0.5)
     v0 = h.version
     h.truncate_after(42)
-    assert list(h.step)[-1] == 42 and list(h.val_step) == [10, 20, 30, 40] and h.version > v0
+    assert list(h.train.step)[-1] == 42 and list(h.val.step) == [10, 20, 30, 40] and h.version > v0
     h.add_step(30, 30, 30, 1.0, 1.0)  # a resume from an older step drops the stale tail by itself
-    assert list(h.step) == list(range(1, 31))
+    assert list(h.train.step) == list(range(1, 31))
 
 
 def test_downsample_skips_non_finite_losses():
