@@ -71,6 +71,7 @@ from gptmini.engine import Trainer  # noqa: E402
 from gptmini.model import GPT  # noqa: E402
 from gptmini.optim import make_optimizer  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 PRESETS = {
     "cpu-demo": dict(file="tinyshakespeare.txt", tokenizer="char", context=None, batch=8, steps=6,
@@ -218,6 +219,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--json")
     args = ap.parse_args()
+    print(f"machine: {describe_machine()}", flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     presets, repeats = (["cpu-demo"], 1) if args.quick else (args.presets, args.repeats)

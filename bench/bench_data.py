@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -118,7 +118,7 @@ def report(r: dict) -> None:
     increment = build["maxrss_mb"] - base
     bits = build["token_bytes"] // build["n_tokens"] * 8
     load = os.getloadavg()[0]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, load {load:.1f}")
+    print(f"machine: {describe_machine()} (load {load:.1f} at the end)")
     print(f"corpus: {mb:.1f} MB, {build['n_tokens']:,} gpt2 tokens, token array {token_mb:.1f} MB ({bits}-bit)")
     print()
     rows = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -26,6 +25,7 @@ from gptmini import events as ev  # noqa: E402
 from gptmini.engine import Trainer  # noqa: E402
 from gptmini.sampling import Sampler, SamplingSettings  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 
 def main() -> int:
@@ -74,7 +74,7 @@ def main() -> int:
         f"`gptmini train` / `gptmini-tui` defaults: preset cpu-demo ({s.n_params:,} parameters), corpus "
         f"{s.corpus} ({s.train_tokens:,} train tokens, char tokenizer, vocab {s.vocab_size}), batch {s.batch_size} x "
         f"context {s.context_length}. Measured {time.strftime('%Y-%m-%d')} with `python bench/bench_demo.py` on "
-        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+        f"{describe_machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads. First loss point after {state['first_step_s']:.1f} s.",
         "",
         "| after | step | epoch | train loss (smoothed) | val loss | tok/s | greedy sample from \"The \" |",

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -54,6 +53,7 @@ from _reference import code_version  # noqa: E402
 from gptmini import events as ev  # noqa: E402
 from gptmini.engine import Trainer  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 RUNS = {
     "raschka": dict(
@@ -281,7 +281,7 @@ def main() -> None:
         return
     names = args.only or ["nanogpt", "nanogpt-stride1", "raschka"]
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, gptmini {code_version()}", flush=True)
+          f"{describe_machine()}, gptmini {code_version()}", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="gptmini-bench-learning-") as tmp:
         os.environ.setdefault("GPTMINI_CACHE_DIR", str(Path(tmp) / "cache"))

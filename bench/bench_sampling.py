@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from gptmini.config import preset_config  # noqa: E402
 from gptmini.model import GPT  # noqa: E402
 from gptmini.sampling import Sampler, SamplingSettings, generate_uncached  # noqa: E402
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 PROMPT = "Every effort moves you forward"  # 5 GPT-2 tokens
 
@@ -199,7 +200,7 @@ def main() -> int:
     loadavg = os.getloadavg() if hasattr(os, "getloadavg") else None
     print()
     print(f"{n} new tokens, greedy, batch 1, prompt {len(prompt_ids)} tokens, gpt2-124m ({model.num_params():,} params),"
-          f" {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+          f" {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; {describe_machine()}")
     print(f"{'implementation':<44} {'time (s)':>9} {'tok/s':>9} {'first token (ms)':>17}")
     for name, t, rate, first in rows:
         print(f"{name:<44} {t:9.2f} {rate:9.2f} {'' if first is None else f'{first:.1f}':>17}")

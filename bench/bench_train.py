@@ -65,6 +65,7 @@ import torch  # noqa: E402
 from gptmini import events as ev  # noqa: E402
 from gptmini.engine import Trainer  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 CONFIGS = {
     "A": dict(label="A: GPT_CONFIG_124M (12/12/768)", n_layers=12, n_heads=12, d_model=768),
@@ -373,6 +374,7 @@ def main() -> None:
     ap.add_argument("--book-epochs", default="A=1,B=3", help="epochs of the book-loop comparison per config")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    print(f"machine: {describe_machine()}", flush=True)
     args.book_epochs = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in args.book_epochs.split(",") if kv}
     if args.quick and args.configs == ["A", "B"]:
         args.configs = ["B"]

@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -44,6 +43,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 HERE = Path(__file__).resolve().parent
 WORDS = (
@@ -575,16 +575,7 @@ def p95(values: list[float]) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, load {load:.1f}, Python {platform.python_version()}"
+    return describe_machine()
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ from gptmini.config import ModelConfig, preset_config  # noqa: E402
 from gptmini.engine import Trainer  # noqa: E402
 from gptmini.model import GPT  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 ROWS: list[tuple[str, str, str]] = []  # (check, result, note)
 T0 = time.time()
@@ -284,7 +285,8 @@ def main() -> int:
     os.environ.setdefault("GPTMINI_CACHE_DIR", tempfile.mkdtemp(prefix="gptmini-cache-"))
     card = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     header = (f"GPTMini GPU check — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-              f"device: {card}; torch {torch.__version__}; python {platform.python_version()}")
+              f"device: {card}; torch {torch.__version__}; python {platform.python_version()}\n"
+              f"host: {describe_machine()}")
     print(header, flush=True)
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

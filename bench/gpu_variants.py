@@ -24,6 +24,7 @@ from gpu_check import corpus_file, run_engine  # noqa: E402
 from gptmini.model import GPT, CausalSelfAttention  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 
 ORIGINAL_LOSS = GPT.loss_from_hidden
@@ -69,6 +70,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=70)
     ap.add_argument("--variants", default="baseline,mask-pass,cudnn-train,baseline")
     args = ap.parse_args()
+    print(f"machine: {describe_machine()}", flush=True)
     lines = [f"{torch.cuda.get_device_name()} torch {torch.__version__} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

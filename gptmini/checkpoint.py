@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from gptmini import events
@@ -149,19 +150,22 @@ def save_checkpoint(
     tmp = run_dir / f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}"
     tmp.mkdir()
     try:
-        files: dict[str, dict[str, Any]] = {}
-        parts = [(MODEL_FILE, model_state)]
-        if optimizer_state is not None:
-            parts.append((OPTIM_FILE, optimizer_state))
-        for fname, tensors in parts:
-            path = tmp / fname
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
-            with path.open("rb+") as fh:
-                os.fsync(fh.fileno())
-            files[fname] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
         full = dict(manifest)
         full["format_version"] = FORMAT_VERSION
         full["step"] = step
+        # The manifest's own contents are recorded inside the model file, whose sha256 the manifest then
+        # lists: an edited manifest no longer matches the model file, an edited model file its sha256.
+        record = {SEAL_KEY: _seal(full)}
+        files: dict[str, dict[str, Any]] = {}
+        parts = [(MODEL_FILE, model_state, record)]
+        if optimizer_state is not None:
+            parts.append((OPTIM_FILE, optimizer_state, None))
+        for fname, tensors, metadata in parts:
+            path = tmp / fname
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+            with path.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            files[fname] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
         full["files"] = files
         full["saved_at"] = time.time()
         _write_bytes_synced(tmp / MANIFEST, json.dumps(full, indent=1, sort_keys=True).encode())
@@ -269,12 +273,42 @@ def read_manifest(ckpt_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify_checkpoint(ckpt_dir: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Check that every file listed in the manifest exists with its size and hash."""
+SEAL_KEY = "gptmini_manifest_sha256"
+
+
+def _seal(manifest: dict[str, Any]) -> str:
+    """The sha256 of a manifest's contents, leaving out what is only known after the files are written."""
+    core = {k: v for k, v in manifest.items() if k not in ("files", "saved_at")}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_sealed(ckpt_dir: Path, manifest: dict[str, Any]) -> None:
+    """The manifest says what was saved: its step matches the folder's name and its contents the record
+    kept in the model file at save time (checkpoints from before that record only get the name check)."""
+    mpath = ckpt_dir / MANIFEST
+    if ckpt_dir.name.startswith(_PREFIX) and ckpt_dir.name != checkpoint_name(manifest["step"]):
+        raise CheckpointError(f"{mpath} says step {manifest['step']} but the folder is {ckpt_dir.name}: "
+                              f"the manifest was edited or moved; it is not trusted")
+    try:
+        with safe_open(str(ckpt_dir / MODEL_FILE), "pt") as fh:
+            recorded = (fh.metadata() or {}).get(SEAL_KEY)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt_dir / MODEL_FILE} is not a valid safetensors file ({exc})") from None
+    if recorded is not None and recorded != _seal(manifest):
+        raise CheckpointError(f"{mpath} was edited after the save (it no longer matches the record kept in "
+                              f"{MODEL_FILE}); it is not trusted")
+
+
+def verify_checkpoint(ckpt_dir: Path, manifest: dict[str, Any] | None = None,
+                      files: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Check the manifest against the model file's record of it, and that the files listed (``files``:
+    only these) exist with their size and hash."""
     manifest = manifest or read_manifest(ckpt_dir)
     if MODEL_FILE not in manifest["files"]:
         raise CheckpointError(f"{ckpt_dir / MANIFEST}: lists no {MODEL_FILE}")
     for fname, info in manifest["files"].items():
+        if files is not None and fname not in files:
+            continue
         if "/" in fname or fname.startswith("."):
             raise CheckpointError(f"{ckpt_dir / MANIFEST}: suspicious file name {fname!r}")
         fpath = ckpt_dir / fname
@@ -285,6 +319,7 @@ def verify_checkpoint(ckpt_dir: Path, manifest: dict[str, Any] | None = None) ->
             raise CheckpointError(f"{fpath} has {size} bytes, the manifest says {info.get('bytes')} (truncated or edited)")
         if _sha256(fpath) != info.get("sha256"):
             raise CheckpointError(f"{fpath} does not match its sha256 in the manifest (corrupt or edited)")
+    check_sealed(ckpt_dir, manifest)
     return manifest
 
 
@@ -298,7 +333,7 @@ def _load_tensors(path: Path, device: str) -> dict[str, torch.Tensor]:
 def load_checkpoint(path: str | Path, *, device: str = "cpu", with_optimizer: bool = True) -> Checkpoint:
     """Load and verify a checkpoint (folder or run folder)."""
     ckpt_dir = resolve_checkpoint(path)
-    manifest = verify_checkpoint(ckpt_dir)
+    manifest = verify_checkpoint(ckpt_dir, files=None if with_optimizer else (MODEL_FILE,))
     model = _load_tensors(ckpt_dir / MODEL_FILE, device)
     optimizer, rng = None, {}
     if with_optimizer and OPTIM_FILE in manifest["files"]:
@@ -480,6 +515,7 @@ def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
         error = None
         try:
             m = read_manifest(p)
+            check_sealed(p, m)
         except CheckpointError as exc:
             m, error = {}, str(exc)
         size = sum(f.stat().st_size for f in p.iterdir() if f.is_file())

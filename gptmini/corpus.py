@@ -319,6 +319,12 @@ def python_reference_text() -> str:
     return DOC_SEPARATOR.join(str(topics[key]).strip("\n") for key in sorted(topics))
 
 
+def check_data_paths(args: Sequence[str]) -> None:
+    """Every ``--data`` argument names existing text (files, folders with .txt/.md, or globs that match)."""
+    for arg in args:
+        _expand(os.fspath(arg))
+
+
 def _load_files(args: list[str]) -> Corpus:
     paths: list[Path] = []
     seen: set[Path] = set()

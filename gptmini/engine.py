@@ -43,14 +43,20 @@ from gptmini.config import ModelConfig
 from gptmini.device import DeviceChoice, device_name, peak_flops
 from gptmini.distributed import Ranks, any_rank, init_distributed, teardown_distributed
 from gptmini.errors import ConfigError, CorpusError, GPTMiniError, TokenizerError
+from gptmini.estimate import check_run_size
 from gptmini.evaluate import mean_loss, pick_sample_prompt
 from gptmini.events import RunState
 from gptmini.meter import NonFiniteLoss, StepReporter, Throughput
 from gptmini.metrics import MetricsWriter
 from gptmini.model import GPT
 from gptmini.optim import lr_at, make_optimizer
-from gptmini.plan import RunPlan, plan_run, resume_config
+from gptmini.paths import check_run_paths
+from gptmini.pretrained import fetch as fetch_pretrained
+from gptmini.pretrained import load_state as load_pretrained
+from gptmini.pretrained import read_config as read_pretrained_config
+from gptmini.plan import RunPlan, plan_run, resume_changes, resume_config
 from gptmini.requests import Requests
+from gptmini.runlock import RunLock
 from gptmini.setup import (
     choose_device,
     load_data,
@@ -87,7 +93,8 @@ def _error_kind(exc: BaseException) -> str:
 def fatal_error(exc: BaseException, *, step: int, batch_size: int, last_checkpoint: Path | None) -> ev.Error:
     """The one event that ends a run which failed: what happened and what to try."""
     if isinstance(exc, NonFiniteLoss):
-        where = f" The last good checkpoint is {last_checkpoint}." if last_checkpoint else ""
+        where = (f" The last good checkpoint is {last_checkpoint} (resume from it with a lower --lr)."
+                 if last_checkpoint else " No checkpoint had been saved yet.")
         return ev.Error(message=f"loss became {exc.value} at step {exc.step}; training stopped without saving.{where} "
                                 f"Try a lower --lr or a stronger --grad-clip.", error_kind="nan", step=exc.step,
                         fatal=True)
@@ -122,6 +129,8 @@ class Trainer:
         self.last_val_loss: float | None = None
         self.last_checkpoint: Path | None = None
         self.exception: BaseException | None = None
+        self.changed: dict[str, list[Any]] = {}  # options a resume changed: {name: [old, new]}
+        self.init_folder: Path | None = None  # --init-from: the GPT-2 folder the weights came from
         # built by run()
         self.ranks = Ranks()
         self.device = torch.device("cpu")
@@ -143,6 +152,7 @@ class Trainer:
         self.flops_per_token = 0.0
         self._fwd: torch.nn.Module | None = None  # the model as trained: compiled and/or wrapped in DDP
         self._writer: CheckpointWriter | None = None
+        self._lock = RunLock(Path("."))
         self._metrics: MetricsWriter | None = None
         self._throughput = Throughput(0.0, None)
         self._reporter: StepReporter | None = None
@@ -227,54 +237,74 @@ class Trainer:
         self._requests.loop_thread = threading.current_thread()
         t0 = time.time()
         self._set_state(RunState.STARTING)
+        failure: Exception | None = None
         try:
             self._setup()
             self._requests.loop_active.set()
             reason = self._loop()
         except Exception as exc:  # every failure ends the run with one event that says what to do
-            reason = "error"
+            reason, failure = "error", exc
             if isinstance(exc, torch.OutOfMemoryError):
                 self._free_memory()
             elif not isinstance(exc, NonFiniteLoss):
                 self.exception = exc
-            self._emit(fatal_error(exc, step=self.step, batch_size=self.config.batch_size,
-                                   last_checkpoint=self.last_checkpoint))
         finally:
             self._requests.loop_active.clear()
             self._finish_writes()
             self._requests.fail_waiting()
+        if failure is not None:  # told after the saves in flight landed: it names the last one on disk
+            self._emit(fatal_error(failure, step=self.step, batch_size=self.config.batch_size,
+                                   last_checkpoint=self.last_checkpoint))
         self._set_state(RunState.ERROR if reason == "error" else RunState.FINISHED)
         finished = ev.Finished(step=self.step, reason=reason, loss=self.last_loss, val_loss=self.last_val_loss,
                                elapsed_s=time.time() - t0, tokens_seen=self.tokens_seen)
         self._emit(finished)
         if self._metrics is not None:
             self._metrics.close()
+        self._lock.release()
         teardown_distributed(self.ranks)
         return finished
 
     # ---------------------------------------------------------------- setup
     def _setup(self) -> None:
+        check_run_paths(self.config)
         resume = None
         if self.config.resume:
             resume = load_checkpoint(self.config.resume, device="cpu")
+            self.changed = resume_changes(self.config, resume.manifest)
             self.config = resume_config(self.config, resume.manifest)
         cfg = self.config
+        init = None
+        if cfg.init_from and resume is None:  # fetched first: an offline download fails before any work
+            self.init_folder = fetch_pretrained(cfg.init_from)
+            init = read_pretrained_config(self.init_folder)
         self.ranks = init_distributed(cfg.device)
+        self.run_dir = run_dir_for(cfg, resume)
+        self.run_name = self.run_dir.name
+        self._lock = RunLock(self.run_dir)
+        if self.ranks.is_main and self.run_dir.is_dir():  # refused before any work; a new folder: once made
+            self._lock.acquire()
         self.device, self.precision = choose_device(cfg, self.ranks)
         self.corpus, self.tokenizer, self.token_data = load_data(cfg, resume, self._emit)
-        self._build_model(resume)
+        self._build_model(resume, init)
         self._open_run_dir(resume)
 
-    def _build_model(self, resume: Checkpoint | None) -> None:
+    def _build_model(self, resume: Checkpoint | None, init: dict[str, Any] | None) -> None:
         from gptmini.data import Batches, check_fits, eval_batches
 
         cfg, device, tokens = self.config, self.device, self.token_data
-        self.model_config = model_cfg = run_model_config(cfg, self.tokenizer.vocab_size, resume)
+        self.model_config = model_cfg = run_model_config(cfg, self.tokenizer.vocab_size, resume, init)
         T = model_cfg.context_length
         check_fits(tokens, T, cfg.batch_size)
+        warning = check_run_size(model_cfg, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, device=device,
+                                 half_precision=self.precision.autocast_dtype is not None)
+        if warning:
+            self._emit(ev.Warning(message=warning, step=self.step))
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self.model = model = GPT(model_cfg).to(device)
+        if init is not None:
+            model.load_state_dict({k: v.to(device) for k, v in load_pretrained(self.init_folder, model_cfg).items()})
         self.batches = Batches(tokens.train, T, cfg.batch_size, stride=cfg.stride, seed=cfg.seed,
                                rank=self.ranks.rank, world_size=self.ranks.world_size)
         self.plan = plan = plan_run(cfg, batches_per_epoch=self.batches.batches_per_epoch, context_length=T,
@@ -301,14 +331,16 @@ class Trainer:
 
     def _open_run_dir(self, resume: Checkpoint | None) -> None:
         cfg, plan = self.config, self.plan
-        self.run_dir = run_dir_for(cfg, resume)
-        self.run_name = self.run_dir.name
         self._writer = CheckpointWriter(StagingPool(pin=self.device.type == "cuda"))
         if self.ranks.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
             write_run_config(self.run_dir, config=self.config, model_config=self.model_config,
                              tokenizer=self.tokenizer, plan=self.plan, device=self.device,
-                             dtype=self.precision.dtype_name, world_size=self.ranks.world_size, corpus=self.corpus)
+                             dtype=self.precision.dtype_name, world_size=self.ranks.world_size, corpus=self.corpus,
+                             resumed={"from": str(resume.path), "at_step": self.step, "changed": self.changed}
+                             if resume is not None else None,
+                             init={"from": cfg.init_from, "folder": str(self.init_folder)} if self.init_folder else None)
             self._metrics = MetricsWriter(self.run_dir)
             self.subscribe(self._metrics)
         self._emit(ev.RunStarted(
@@ -320,13 +352,16 @@ class Trainer:
             grad_accum=cfg.grad_accum, world_size=self.ranks.world_size,
             context_length=self.model_config.context_length, epochs=plan.n_epochs,
             batches_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps, start_step=self.step,
-            resumed_from=str(resume.path) if resume is not None else None))
+            resumed_from=str(resume.path) if resume is not None else None, changed=self.changed,
+            init_from=cfg.init_from))
 
     # ----------------------------------------------------------------- loop
     def _loop(self) -> str:
         cfg, plan = self.config, self.plan
         self._throughput.restart()  # setup time is not training time
         self._set_state(RunState.PAUSED if self._pause.is_set() else RunState.RUNNING)
+        if self.init_folder is not None and self.step == 0:
+            self._evaluate()  # the pretrained model on this corpus: the curve's first point, and a sample
         while True:
             self._serve_requests()
             if self._stop.is_set():

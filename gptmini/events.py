@@ -116,6 +116,8 @@ class RunStarted(Event):
     total_steps: int
     start_step: int
     resumed_from: str | None = None
+    changed: dict = field(default_factory=dict)  # options a resume changed: {name: [old, new]}
+    init_from: str | None = None  # the run started from these pretrained weights (--init-from)
     time: float = field(default_factory=_now)
 
 

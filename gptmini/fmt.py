@@ -126,6 +126,11 @@ class _EventLines(ev.Handler):
     def on_run_started(self, e: ev.RunStarted) -> Line:
         mc = e.model_config
         resumed = f"; resumed at step {e.start_step:,} from {e.resumed_from}" if e.resumed_from else ""
+        if e.init_from:
+            resumed += f"; started from {e.init_from}'s weights"
+        if e.changed:
+            resumed += " with " + ", ".join(f"--{k.replace('_', '-')} {_value(old)} → {_value(new)}"
+                                            for k, (old, new) in e.changed.items())
         return Line("info", Text(
             f"run {e.run_name}: {human_count(e.n_params)} params ({mc.get('n_layers')} layers, "
             f"{mc.get('n_heads')} heads, d_model {mc.get('d_model')}, context {e.context_length}) on {e.device} "
@@ -174,6 +179,10 @@ class _EventLines(ev.Handler):
         return Line("info", Text(
             f"run finished ({e.reason}) at step {e.step:,}: loss {loss(e.loss)}, val loss {loss(e.val_loss)}, "
             f"{duration(e.elapsed_s)}, {e.tokens_seen:,} tokens"))
+
+
+def _value(value) -> str:
+    return "default" if value is None else str(value)
 
 
 _LINES = _EventLines()

@@ -13,12 +13,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pathlib import Path
+
 from gptmini.config import ModelConfig, preset_config
-from gptmini.errors import CorpusError
+from gptmini.errors import ConfigError, CorpusError
+from gptmini.options import BY_NAME, FIXED_ON_RESUME
 from gptmini.train_config import TrainConfig
 
-# Options a checkpoint fixes: resuming with another value would train a different run.
-MODEL_DIM_OPTIONS = ("n_layers", "n_heads", "d_model", "context", "bias")
+MODEL_DIM_OPTIONS = ("n_layers", "n_heads", "d_model", "context", "bias")  # checked against the saved model
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,47 @@ def resume_config(cfg: TrainConfig, manifest: dict[str, Any]) -> TrainConfig:
     if "out" not in cfg.explicit:
         base["out"] = None
     return TrainConfig.from_dict(base, explicit=cfg.explicit)
+
+
+def resume_changes(cfg: TrainConfig, manifest: dict[str, Any]) -> dict[str, list[Any]]:
+    """The options given on resume that differ from the checkpoint's: ``{name: [old, new]}``.
+
+    Options the checkpoint fixes (its data, tokenizer, split, seed; the model's shape is compared with
+    the saved model itself) raise one ``ConfigError`` naming each difference: continuing with them
+    changed would silently train another run.
+    """
+    saved = dict(manifest.get("train_config") or {})
+    saved_tokenizer = (manifest.get("tokenizer") or {}).get("name")
+    changes: dict[str, list[Any]] = {}
+    for name in cfg.explicit:
+        if name not in BY_NAME or name == "resume":
+            continue
+        old, new = saved.get(name), getattr(cfg, name)
+        if name == "tokenizer":
+            old, new = saved_tokenizer, cfg.tokenizer_name
+        if not _same(name, old, new):
+            changes[name] = [old, new]
+    fixed = [n for n in changes if n in FIXED_ON_RESUME and n not in MODEL_DIM_OPTIONS + ("preset",)]
+    if fixed:
+        said = "; ".join(f"{BY_NAME[n].flag} was {_show(changes[n][0])}, now {_show(changes[n][1])}" for n in fixed)
+        raise ConfigError(
+            f"--resume continues a run exactly, and its checkpoint fixes {', '.join(BY_NAME[n].flag for n in fixed)} "
+            f"({said}); drop {'them' if len(fixed) > 1 else 'it'}, or start a new run")
+    return changes
+
+
+def _same(name: str, old: Any, new: Any) -> bool:
+    if name == "data" and old and new:  # the same files, however they were written
+        def resolved(paths):
+            return [str(Path(p).expanduser().resolve()) for p in paths]
+
+        return resolved(old) == resolved(new) or [Path(p).name for p in old] == [Path(p).name for p in new]
+    return old == new
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "not set"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return str(value)

@@ -16,6 +16,7 @@ from gptmini.checkpoint import Checkpoint, check_model_config, write_json_atomic
 from gptmini.config import ModelConfig
 from gptmini.device import DeviceChoice, choose_precision, resolve_device, setup_backends
 from gptmini.distributed import Ranks
+from gptmini.errors import ConfigError
 from gptmini.plan import RunPlan, explicit_model_options, model_config_for
 from gptmini.train_config import TrainConfig
 
@@ -47,14 +48,38 @@ def load_data(cfg: TrainConfig, resume: Checkpoint | None, emit: Callable[[ev.Ev
     return corpus, tokenizer, token_data
 
 
-def run_model_config(cfg: TrainConfig, vocab_size: int, resume: Checkpoint | None) -> ModelConfig:
-    """The model a run builds; on resume the checkpoint's, which dims flags given explicitly must match."""
+def run_model_config(cfg: TrainConfig, vocab_size: int, resume: Checkpoint | None,
+                     init: dict[str, Any] | None = None) -> ModelConfig:
+    """The model a run builds: on resume the checkpoint's (dims flags given explicitly must match it),
+    from ``--init-from`` GPT-2's ``config.json`` (``init``), else the preset's with the dims flags."""
+    if init is not None:
+        return _init_model_config(cfg, vocab_size, init)
     saved = dict(resume.manifest["model_config"]) if resume is not None else None
     model_cfg = model_config_for(cfg, vocab_size, saved)
     if saved is not None and explicit_model_options(cfg):
         wanted = model_config_for(cfg, vocab_size)
         check_model_config(saved, wanted.with_overrides(dropout=model_cfg.dropout), resume.path)
     return model_cfg
+
+
+def _init_model_config(cfg: TrainConfig, vocab_size: int, hf: dict[str, Any]) -> ModelConfig:
+    """GPT-2's shape: ``--context`` may crop it and ``--dropout`` is free; another dims flag must agree."""
+    from gptmini.pretrained import model_config
+
+    clashes = [f"--{name.replace('_', '-')} {getattr(cfg, name)} (it has {hf[key]})"
+               for name, key in (("n_layers", "n_layer"), ("n_heads", "n_head"), ("d_model", "n_embd"))
+               if getattr(cfg, name) is not None and getattr(cfg, name) != hf[key]]
+    if cfg.bias is False:
+        clashes.append("--no-bias (it has biases)")
+    if "preset" in cfg.explicit:
+        clashes.append(f"--preset {cfg.preset}")
+    if clashes:
+        raise ConfigError(f"--init-from {cfg.init_from} takes the model's shape from GPT-2's config.json; "
+                          f"drop {', '.join(clashes)}")
+    if hf["vocab_size"] != vocab_size:
+        raise ConfigError(f"--init-from {cfg.init_from}: config.json has vocab_size {hf['vocab_size']}, GPT-2's "
+                          f"tokenizer has {vocab_size}")
+    return model_config(hf, context=cfg.context, dropout=cfg.dropout)
 
 
 def trained_form(model: torch.nn.Module, compile_model: bool, ranks: Ranks, device: torch.device) -> torch.nn.Module:
@@ -77,9 +102,13 @@ def run_dir_for(cfg: TrainConfig, resume: Checkpoint | None) -> Path:
 
 
 def write_run_config(run_dir: Path, *, config: TrainConfig, model_config: ModelConfig, tokenizer: Any, plan: RunPlan,
-                     device: torch.device, dtype: str, world_size: int, corpus: Any) -> None:
-    """``config.json``: the options as given and every number they resolved to."""
+                     device: torch.device, dtype: str, world_size: int, corpus: Any,
+                     resumed: dict[str, Any] | None = None, init: dict[str, Any] | None = None) -> None:
+    """``config.json``: the options the run trains with, every number they resolved to, and (``resumed``)
+    the checkpoint it continued and the options that changed then."""
     write_json_atomic(run_dir / "config.json", {
+        "init": init,
+        "resumed": resumed,
         "train": config.to_dict(),
         "model": model_config.to_dict(),
         "tokenizer": tokenizer.describe() if tokenizer.name != "char" else {"name": "char"},

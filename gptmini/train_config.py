@@ -15,15 +15,12 @@ from typing import Any
 
 from gptmini.config import PRESET_TOKENIZER, PRESETS, preset_config
 from gptmini.errors import ConfigError
+from gptmini.options import BY_NAME, DEVICES, DTYPES, TOKENIZERS, read_option
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-TOKENIZERS = ("gpt2", "char")
 
 
 @dataclass
@@ -41,6 +38,7 @@ class TrainConfig:
     d_model: int | None = None
     context: int | None = None
     dropout: float | None = None
+    init_from: str | None = None  # GPT-2's weights: a name (gpt2, ...) or a folder; the shape comes from it
     bias: bool | None = None  # biases in linear layers and LayerNorms (default: the preset's; GPT-2 has them)
     # optimisation
     epochs: int = 10
@@ -77,10 +75,19 @@ class TrainConfig:
     explicit: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
+        for name, opt in BY_NAME.items():  # types first, with the command line's messages
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, read_option(name, value))
         self.validate()
 
     # ------------------------------------------------------------ validation
     def validate(self) -> None:
+        if self.init_from is not None and self.resume is not None and "init_from" in self.explicit:
+            raise ConfigError("--init-from starts a new run from GPT-2's weights; --resume continues one: "
+                              "use one of them")
+        if self.init_from is not None and self.tokenizer == "char":
+            raise ConfigError("--init-from GPT-2 needs GPT-2's tokenizer; drop --tokenizer char")
         if self.data is not None and self.corpus is not None:
             raise ConfigError("use either --data or --corpus, not both")
         if self.data is not None and len(self.data) == 0:
@@ -132,6 +139,8 @@ class TrainConfig:
     # --------------------------------------------------------------- helpers
     @property
     def tokenizer_name(self) -> str:
+        if self.init_from:
+            return "gpt2"
         return self.tokenizer or PRESET_TOKENIZER.get(self.preset, "gpt2")
 
     def model_overrides(self) -> dict[str, Any]:

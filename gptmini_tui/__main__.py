@@ -7,11 +7,22 @@ Mistakes in the options print one ``error: ...`` line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from gptmini.cli.args import Parser, add_train_arguments, train_config_from_args
 from gptmini.errors import GPTMiniError
+from gptmini.paths import check_run_paths
+
+
+def check_terminal() -> None:
+    """The console draws a full screen: it needs a terminal that can show one."""
+    term = os.environ.get("TERM", "")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) or term in ("dumb", "unknown"):
+        what = "TERM=" + term if term in ("dumb", "unknown") else "no terminal (input or output is not a tty)"
+        raise GPTMiniError(f"gptmini-tui needs a terminal that can draw a full screen ({what}); "
+                           f"to train without one use: gptmini train (same options)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,11 +58,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"(got --{given[0].replace('_', '-')})"
                 )
             run_dir = Path(attach).expanduser()
-            if not run_dir.is_dir():
+            if not run_dir.exists():
                 raise GPTMiniError(f"--attach: no such run folder: {run_dir}")
+            if not run_dir.is_dir():
+                raise GPTMiniError(f"--attach: {run_dir} is a file; give the run folder that holds metrics.jsonl")
             config = None
         else:
             config = train_config_from_args(args)
+            check_run_paths(config)
+        check_terminal()
     except GPTMiniError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

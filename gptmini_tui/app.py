@@ -86,7 +86,7 @@ class GPTMiniApp(App[int]):
 
     async def action_quit(self) -> None:
         if self._quitting:  # second press: leave now, without waiting for the save
-            self.exit(1, message="quit without waiting for the checkpoint")
+            self.exit(return_code=1, message="quit without waiting for the checkpoint")
             return
         self._quitting = True
         self.main.playground.cancel()
@@ -103,9 +103,12 @@ class GPTMiniApp(App[int]):
 
     @on(QuitReady)
     def _quit_ready(self, message: QuitReady) -> None:
-        if message.problem:
-            self.quit_report = message.problem
-            self.exit(1, message=f"warning: {message.problem}")
+        failed = self.session.record.save_errors
+        problem = message.problem or (f"{len(failed)} checkpoint save(s) failed during the run "
+                                      f"(the last: {failed[-1].message})" if failed else None)
+        if problem:
+            self.quit_report = problem
+            self.exit(return_code=1, message=f"warning: {problem}")
             return
         saved = self.session.record.last_saved
         if saved is not None and saved.reason == "quit":

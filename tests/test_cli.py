@@ -30,8 +30,8 @@ def run(*args, cwd, timeout=240):
     [
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--lr", "-1"], "--lr must be a positive number"),
-        (["--lr", "abc"], "invalid float value"),
-        (["--preset", "gpt9"], "invalid choice"),
+        (["--lr", "abc"], "--lr must be a number, got 'abc'"),
+        (["--preset", "gpt9"], "--preset must be one of cpu-demo"),
         (["--device", "quantum"], "unknown device 'quantum'"),
         (["--device", "cuda"], "no CUDA GPU"),
         (["--corpus", "the-verdict", "--data", "x.txt"], "either --data or --corpus"),

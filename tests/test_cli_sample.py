@@ -44,9 +44,9 @@ def fake_checkpoint(monkeypatch):
     tok = ByteTokenizer()
     calls = []
 
-    def load(path, device):
-        calls.append((path, device))
-        return model, tok, {"step": 7}
+    def load(args, device):
+        calls.append((args.checkpoint, device))
+        return model, tok, f"{args.checkpoint} (step 7"
 
     monkeypatch.setattr(sample_cli, "_load", load)
     return model, tok, calls

@@ -125,6 +125,7 @@ def test_nan_loss_stops_with_error_and_keeps_last_good_checkpoint(tiny_text, tmp
     assert finished.reason == "error"
     err = rec.of(ev.Error)[0]
     assert err.error_kind == "nan" and err.fatal and "step 8" in err.message
+    assert f"The last good checkpoint is {run / 'step-000005'}" in err.message  # where to resume from
     assert [s.step for s in rec.of(ev.CheckpointSaved)] == [5]
     ckpt = load_checkpoint(run)
     assert ckpt.step == 5

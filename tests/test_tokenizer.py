@@ -98,7 +98,7 @@ def test_gpt2_bad_files_are_rejected(monkeypatch, tmp_path):
     (tmp_path / "encoder.json").write_text("{}")
     monkeypatch.setattr(tk, "gpt2_data_dir", lambda: tmp_path)
     with pytest.raises(TokenizerError, match="vocab.bpe has sha256 .* expected 1ce16647"):
-        tk._verified_gpt2_files()
+        tk.verified_gpt2_files()
 
 
 def test_gpt2_builds_offline(monkeypatch):

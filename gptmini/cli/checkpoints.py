@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gptmini import fmt
@@ -16,10 +17,14 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("checkpoints", help="list checkpoints", description="List a run's checkpoints.")
     p.add_argument("path", nargs="?", default="checkpoints", help="a run folder or a folder of runs (checkpoints/)")
     p.set_defaults(run=run_list)
-    e = sub.add_parser("export", help="export weights to one safetensors file",
-                       description="Write a checkpoint's model weights (no optimizer) to one .safetensors file.")
+    e = sub.add_parser("export", help="export a model: weights only, or a folder transformers loads",
+                       description="Write a checkpoint's model: --format weights (default) writes its weights (no "
+                                   "optimizer) to one .safetensors file; --format hf writes a folder that "
+                                   "transformers' GPT2LMHeadModel and AutoTokenizer load, with the same outputs.")
     e.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its latest)")
-    e.add_argument("--out", required=True, metavar="FILE.safetensors")
+    e.add_argument("--format", choices=("weights", "hf"), default="weights",
+                   help="weights: one .safetensors file; hf: a transformers folder (config, weights, tokenizer)")
+    e.add_argument("--out", required=True, metavar="FILE.safetensors|DIR")
     e.set_defaults(run=run_export)
 
 
@@ -39,18 +44,33 @@ def run_list(args) -> int:
         table = Table(title=str(run_dir), title_justify="left")
         for col in ("checkpoint", "step", "epochs", "tokens", "train loss", "val loss", "size", "age", ""):
             table.add_column(col, justify="left" if col in ("checkpoint", "") else "right", no_wrap=True)
-        for c in list_checkpoints(run_dir):
+        infos = list_checkpoints(run_dir)
+        for c in infos:
             marks = " ".join(m for m, on in (("latest", c.is_latest), ("best", c.is_best)) if on)
             if c.error:
-                marks = "[red]unreadable[/]"
+                table.add_row(c.name, "?", "", "", "", "", fmt.human_bytes(c.size_bytes), fmt.age(c.mtime, now),
+                              "[red]not trusted[/]")
+                continue
             table.add_row(c.name, f"{c.step:,}", fmt.epochs(c.epochs_done if c.epochs_done is not None else c.epoch),
                           fmt.human_count(c.tokens_seen), fmt.loss(c.train_loss), fmt.loss(c.val_loss),
                           fmt.human_bytes(c.size_bytes), fmt.age(c.mtime, now), marks)
         console.print(table)
+        for c in infos:
+            if c.error:
+                console.print(f"[red]{c.name}[/]: {escape(c.error)}", highlight=False)
     return 0
 
 
 def run_export(args) -> int:
+    if args.format == "hf":
+        from gptmini.hf_export import export_hf
+
+        if args.out.endswith(".safetensors"):
+            raise CheckpointError(f"--format hf writes a folder; give --out a folder name, not {args.out}")
+        out = export_hf(args.checkpoint, args.out)
+        print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))}); load it with "
+              f"transformers.GPT2LMHeadModel.from_pretrained({str(out)!r})")
+        return 0
     from gptmini.checkpoint import export_weights
 
     out = export_weights(args.checkpoint, args.out)

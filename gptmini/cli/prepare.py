@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from gptmini.cli.args import add_data_arguments, add_preset_argument, train_config_from_args
+from gptmini.cli.args import train_config_from_args
+from gptmini.options import add_option_arguments
 
 
 def add_parser(sub) -> None:
@@ -13,8 +14,7 @@ def add_parser(sub) -> None:
         description="Tokenise a corpus once into the token cache, so that `gptmini train` and `gptmini-tui` with "
                     "the same data and tokenizer start at once. Runs without PyTorch (little memory), e.g. while "
                     "another job trains.")
-    group = add_data_arguments(p, windows=False)
-    add_preset_argument(group)
+    add_option_arguments(p, ("data", "corpus", "tokenizer", "preset"))
     p.set_defaults(run=run)
 
 

@@ -26,8 +26,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "sampling, streaming tokens as they are produced."
         ),
     )
-    p.add_argument("--checkpoint", required=True, metavar="PATH|RUN_DIR",
-                   help="a checkpoint folder, or a run folder (its latest checkpoint)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="PATH|RUN_DIR",
+                        help="a checkpoint folder, or a run folder (its latest checkpoint)")
+    source.add_argument("--init-from", metavar="NAME|DIR",
+                        help="OpenAI's GPT-2 as it was pretrained: gpt2, gpt2-medium, gpt2-large, gpt2-xl "
+                             "(downloaded once), or a folder with config.json + model.safetensors")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, metavar="TEXT",
                    help=f"text to continue (default: {DEFAULT_PROMPT!r}; '' starts from <|endoftext|> with gpt2)")
     p.add_argument("--strategy", choices=STRATEGIES, default="greedy",
@@ -109,11 +113,18 @@ def validate_settings(settings: SamplingSettings, vocab_size: int | None = None)
 
 
 # ------------------------------------------------------------------- loading
-def _load(path: str, device: str):
-    """``(model, tokenizer, manifest)``; a seam for tests."""
+def _load(args: argparse.Namespace, device: str):
+    """``(model, tokenizer, what was loaded)``; a seam for tests."""
+    if args.init_from:
+        from gptmini.pretrained import load_model
+        from gptmini.tokenizer import build_tokenizer
+
+        model, _cfg, _folder = load_model(args.init_from, device=device)
+        return model, build_tokenizer("gpt2"), f"{args.init_from} (pretrained GPT-2"
     from gptmini.checkpoint import load_for_inference
 
-    return load_for_inference(path, device=device)
+    model, tokenizer, manifest = load_for_inference(args.checkpoint, device=device)
+    return model, tokenizer, f"{args.checkpoint} (step {manifest.get('step', '?')}"
 
 
 def _resolve_device(name: str) -> str:
@@ -169,15 +180,14 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     device = _resolve_device(args.device)
-    model, tokenizer, manifest = _load(args.checkpoint, device)
+    model, tokenizer, loaded = _load(args, device)
     sampler = Sampler(model, tokenizer)
     validate_settings(settings, sampler.vocab_size)
     prompt = args.prompt
     sampler.encode_prompt(prompt)  # clear error for an empty prompt / unknown characters, before any output
 
-    step = manifest.get("step", "?") if isinstance(manifest, dict) else "?"
     print(
-        f"loaded {args.checkpoint} (step {step}, {getattr(tokenizer, 'name', '?')} tokenizer, "
+        f"loaded {loaded}, {getattr(tokenizer, 'name', '?')} tokenizer, "
         f"{model.config.describe()}) on {sampler.device}; sampling: {settings.describe()}",
         file=sys.stderr,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from gptmini import events as ev
 from gptmini import fmt
 from gptmini.cli.args import add_train_arguments, train_config_from_args
 from gptmini.errors import GPTMiniError
+from gptmini.paths import check_run_paths
 
 
 def add_parser(sub) -> None:
@@ -55,7 +57,7 @@ class ConsoleReporter(ev.Handler):
             self._print(text)
 
     def _print(self, text: Text | str) -> None:
-        (self.progress.console if self.progress else self.console).print(text, highlight=False)
+        (self.progress.console if self.progress else self.console).print(text, highlight=False, soft_wrap=True)
 
     def on_state_changed(self, e: ev.StateChanged) -> None:
         pass  # the progress bar and the final lines tell it
@@ -117,6 +119,7 @@ class ConsoleReporter(ev.Handler):
 
 def run(args) -> int:
     cfg = train_config_from_args(args)
+    check_run_paths(cfg)  # one line and exit 2 for an unusable --out / --data / --resume, before torch loads
     from gptmini.engine import Trainer  # torch: imported once the options are known to be valid
 
     console = Console(stderr=False)
@@ -124,27 +127,40 @@ def run(args) -> int:
     reporter = ConsoleReporter(console)
     if trainer_is_main():
         trainer.subscribe(reporter)
-    interrupted = threading.Event()
+    stops = 0
 
     def on_signal(signum, frame):
+        nonlocal stops
         if signum == signal.SIGHUP:  # the terminal is gone (SSH dropped): nowhere left to print
             _silence_output()
-            if interrupted.is_set():
+            if stops:
                 return
-        if interrupted.is_set():  # second Ctrl+C: give up at once
-            raise KeyboardInterrupt
-        interrupted.set()
-        trainer.stop(save=True)
+        stops += 1
+        if stops == 1:
+            trainer.stop(save=True)
+            _say("stopping after this step, then saving it (press Ctrl+C again to stop at once, without saving)")
+            return
+        last = trainer.last_checkpoint
+        _say("stopped at once, without saving the steps since the last checkpoint"
+             + (f" ({last})" if last else " (none was saved)"))
+        os._exit(128 + signum)  # the step in progress may run for minutes: do not wait for it
 
     stop_signals = [signal.SIGINT, signal.SIGTERM]
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup, keep training
         stop_signals.append(signal.SIGHUP)
     old = {s: signal.signal(s, on_signal) for s in stop_signals}
+    # Training runs on its own thread: the main thread stays free to take a second Ctrl+C at once, even
+    # while one step spends minutes inside a single torch operation.
+    result: list[ev.Finished] = []
+    thread = threading.Thread(target=lambda: result.append(trainer.run()), name="gptmini-train")
     try:
-        finished = trainer.run()
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.25)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    finished = result[0]
     for err in reporter.errors:
         if err.fatal:
             print(f"error: {err.message}", file=sys.stderr)
@@ -152,17 +168,28 @@ def run(args) -> int:
         traceback.print_exception(trainer.exception)
     if finished.reason == "error":
         return 2 if finished.step == 0 and reporter.run_dir is None else 1
-    if interrupted.is_set() and trainer_is_main():
+    failed = [e for e in reporter.errors if e.error_kind == "checkpoint"]
+    if failed and trainer_is_main():
+        last = trainer.last_checkpoint
+        print(f"error: {len(failed)} checkpoint save(s) failed; the last one on disk is "
+              f"{last if last else 'none'}", file=sys.stderr)
+        return 1
+    if stops and trainer_is_main():
         where = trainer.run_dir
         console.print(f"stopped at step {finished.step}; checkpoint saved in {where}\n"
                       f"resume with: gptmini train --resume {where}", highlight=False)
     return 0
 
 
+def _say(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:  # a hung-up terminal
+        pass
+
+
 def _silence_output() -> None:
     """Point stdout and stderr at /dev/null: printing to a hung-up terminal fails with EIO."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     for fd in (1, 2):
         os.dup2(devnull, fd)
@@ -170,6 +197,4 @@ def _silence_output() -> None:
 
 
 def trainer_is_main() -> bool:
-    import os
-
     return os.environ.get("RANK", "0") == "0"

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
@@ -22,7 +22,7 @@ from textual.widgets import Button, Footer, Input, Static, TabPane
 
 from gptmini import events as ev
 from gptmini import fmt
-from gptmini.errors import error_text
+from gptmini.errors import GPTMiniError, error_text
 from gptmini.events import RunState
 from gptmini.session import RunSession
 from gptmini_tui import actions
@@ -116,7 +116,13 @@ class MainScreen(Screen):
 
     # ================================================================= runs
     def begin_run(self, config: Any, paused: bool = False) -> None:
-        """Start training ``config`` in the session, with every pane reset for it."""
+        """Start training ``config`` in the session, with every pane reset for it.
+
+        The panes are reset after the start, in the same handler: the new run's events are messages,
+        handled after this returns.
+        """
+        self.session.start(config, paused=paused)  # GPTMiniError while an old run is still going
+        self.config = self.session.config
         self._shown_step = None
         self.counters.reset()
         self.set_state(RunState.STARTING, "press space to start once loaded" if paused else "loading data and model…")
@@ -124,8 +130,6 @@ class MainScreen(Screen):
         self.checkpoints.clear()
         self.checkpoints.set_controls_enabled(True)
         self.probs.show_message("waiting for the model…")
-        self.session.start(config, paused=paused)
-        self.config = self.session.config
 
     def _start_attach(self) -> None:
         self.header.set_mode("ATTACHED")
@@ -316,13 +320,32 @@ class MainScreen(Screen):
         if needs is Needs.NOTHING:
             return True
         if self.attached:
-            return None
+            return False  # not in the footer: they belong to the training process (a key says so)
         if needs is Needs.TRAINER:
             return True if session.state in (RunState.CREATED, RunState.STARTING, RunState.RUNNING,
                                               RunState.PAUSED) else None
         if needs is Needs.ACTIVE:
             return True if session.is_active else None
         return True  # Needs.OWN_RUN
+
+    def why_unavailable(self, action: Action) -> str:
+        if self.attached:
+            return f"{action.label}: {ATTACHED_REASON}; this console only follows the run"
+        state = self.session.state
+        if state in (RunState.CREATED, RunState.STARTING):
+            return f"{action.label}: the model is still loading"
+        if state.ended:
+            return f"{action.label}: the run has ended · n starts a new one"
+        return f"{action.label}: not while the run is stopping"
+
+    def on_key(self, event: events.Key) -> None:
+        """A key whose action cannot run now says why, instead of doing nothing."""
+        if self.typing:
+            return
+        for action in actions.ACTIONS:
+            if event.key in action.keys.split(",") and not self.check_action(action.name, ()):
+                self.notify(self.why_unavailable(action), severity="warning", timeout=3)
+                return
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         spec = actions.BY_NAME.get(action)
@@ -406,8 +429,12 @@ class MainScreen(Screen):
     def _new_run_ready(self, message: NewRunReady) -> None:
         if message.problem:
             self.log_panel.add(f"the old run: {message.problem}", "warning")
-        self.log_panel.add("starting a new run", "info")
-        self.begin_run(message.config)
+        try:
+            self.begin_run(message.config)
+        except GPTMiniError as exc:  # the old run did not stop (a step of many minutes): say so, keep it
+            self.notify(f"cannot start the new run: {exc}", severity="error", timeout=10)
+            return
+        self.log_panel.add("started a new run", "info")
 
     # ================================================== actions: playground
     def action_strategy(self, strategy: str) -> None:

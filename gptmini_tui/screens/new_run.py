@@ -1,13 +1,12 @@
 """New-run form: builds a ``TrainConfig`` and shows its ``ConfigError`` inline.
 
-Validation is the library's (``TrainConfig.validate``); the form only parses
-the text fields into numbers and checks that data files exist.
+Every field is read as the command line reads its option (``gptmini.options.read_option``) and checked
+as the command line checks it (``TrainConfig.validate``, ``check_run_paths``): the same messages.
 """
 
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,12 +14,12 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from gptmini.config import PRESETS, preset_config
+from gptmini.config import PRESETS
 from gptmini.errors import GPTMiniError
+from gptmini.options import read_option
+from gptmini.paths import check_run_paths
+from gptmini.train_config import TrainConfig
 
-INT_FIELDS = ("n_layers", "n_heads", "d_model", "context", "epochs", "batch_size", "max_steps")
-FLOAT_FIELDS = ("lr",)
-TEXT_FIELDS = ("corpus", "run_name", "out")
 
 FIELDS: list[tuple[str, str, str]] = [
     # (field, label, placeholder)
@@ -117,25 +116,10 @@ class NewRunScreen(ModalScreen["object | None"]):
 
     # ------------------------------------------------------------ building
     def build_config(self):
-        """Return a ``TrainConfig`` for the form, or raise ``GPTMiniError`` / ``ValueError``."""
-        from gptmini.train_config import TrainConfig
-
-        changes: dict = {}
+        """Return a ``TrainConfig`` for the form, or raise ``GPTMiniError``."""
         raw = {name: self.query_one(f"#f-{name}", Input).value.strip() for name, _l, _p in FIELDS}
-        data = [p.strip() for p in raw["data"].split(",") if p.strip()]
-        for p in data:
-            if not Path(p).expanduser().exists():
-                raise ValueError(f"data file not found: {p}")
-        changes["data"] = [str(Path(p).expanduser()) for p in data] or None
-        for name in INT_FIELDS + FLOAT_FIELDS:
-            parse, kind = (int, "a whole number") if name in INT_FIELDS else (float, "a number")
-            text = raw[name].replace("_", "").replace(",", "")
-            try:
-                changes[name] = parse(text) if text else None
-            except ValueError:
-                raise ValueError(f"{_label(name)} must be {kind}, got {raw[name]!r}") from None
-        for name in TEXT_FIELDS:
-            changes[name] = raw[name] or None
+        raw["data"] = [p.strip() for p in raw["data"].split(",") if p.strip()]
+        changes = {name: read_option(name, value) if value else None for name, value in raw.items()}
         defaults = {f.name: f.default for f in fields(TrainConfig)}
         for required in ("epochs", "batch_size"):
             if changes[required] is None:
@@ -146,9 +130,7 @@ class NewRunScreen(ModalScreen["object | None"]):
         # A new run never resumes the old one or writes into its folder.
         changes["resume"] = None
         config = replace(self.base, **changes) if self.base is not None else TrainConfig(**changes)
-        # The model's shape rules (e.g. d_model divisible by heads) live in ModelConfig; check them now
-        # rather than when the new run starts. The vocabulary size does not matter for these checks.
-        preset_config(config.preset, 256, **config.model_overrides())
+        check_run_paths(config)  # data that exists, an output folder that can be written
         return config
 
     def validate_form(self) -> bool:
@@ -193,10 +175,3 @@ class NewRunScreen(ModalScreen["object | None"]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-
-
-def _label(name: str) -> str:
-    for field, label, _p in FIELDS:
-        if field == name:
-            return label
-    return name

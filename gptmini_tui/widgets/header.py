@@ -42,6 +42,8 @@ class RunHeader(Static):
             "corpus": f"{started.corpus} {fmt.human_count(started.train_tokens + started.val_tokens, 1)} tok",
             "tokenizer": f"{started.tokenizer} ({started.vocab_size:,})",
         }
+        if started.init_from:
+            self._info["init"] = f"init: {started.init_from}"
         self._render_header()
 
     def _render_header(self) -> None:
@@ -57,9 +59,10 @@ class RunHeader(Static):
         elif self._info:
             t.append("  ")
             t.append(self._info["run"], style="bold")
-            for key in ("device", "params", "corpus", "tokenizer", "model"):
-                t.append(*sep)
-                t.append(self._info[key])
+            for key in ("init", "device", "params", "corpus", "tokenizer", "model"):
+                if key in self._info:
+                    t.append(*sep)
+                    t.append(self._info[key])
         self.update(t, layout=False)
 
     @property

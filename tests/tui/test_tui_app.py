@@ -11,7 +11,7 @@ import json
 
 import pytest
 from textual.widgets import Input
-from tui_helpers import checkpoint_dirs, current_step, press, wait_until
+from tui_helpers import checkpoint_dirs, current_step, press, record_notifications, wait_until
 
 from gptmini import events as ev
 from gptmini_tui import actions
@@ -35,19 +35,6 @@ def replies(app) -> list[Reply]:
 
 def log_lines(app, level: str | None = None) -> list[str]:
     return [m for _t, lvl, m in app.main.log_panel.entries if level is None or lvl == level]
-
-
-def record_notifications(app) -> list[tuple[str, str]]:
-    """(severity, message) of every notification the app shows from now on."""
-    seen: list[tuple[str, str]] = []
-    notify = app.notify
-
-    def recording(message, *args, **kwargs):
-        seen.append((kwargs.get("severity", "information"), str(message)))
-        return notify(message, *args, **kwargs)
-
-    app.notify = recording
-    return seen
 
 
 async def step_while_paused(app) -> int:
@@ -350,3 +337,17 @@ async def test_every_action_is_bound_described_and_in_the_palette(tiny_config):
             assert title in titles
         await press(pilot, "question_mark", until=lambda: isinstance(app.screen, HelpScreen), what="the help screen")
         await press(pilot, "escape", until=lambda: not isinstance(app.screen, HelpScreen), what="help to close")
+
+
+async def test_a_save_that_failed_during_the_run_makes_quit_exit_non_zero(tiny_config, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("gptmini.ckpt_writer.save_checkpoint", disk_full)
+    app = GPTMiniApp(tiny_config(save_interval=3, eval_interval=100_000))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.session.record.save_errors, 60, "a failed save")
+        await wait_until(pilot, lambda: any("No space left" in m for m in log_lines(app, "error")), 30,
+                         "the failure in the log")
+        await press(pilot, "q", until=lambda: not app.is_running, what="the app to exit")
+    assert app.return_code == 1 and "No space left on device" in app.quit_report

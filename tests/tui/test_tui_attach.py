@@ -11,7 +11,7 @@ import math
 import threading
 
 import pytest
-from tui_helpers import checkpoint_dirs, press, wait_until
+from tui_helpers import checkpoint_dirs, press, record_notifications, wait_until
 
 from gptmini import events as ev
 from gptmini_tui.app import GPTMiniApp
@@ -104,8 +104,14 @@ async def test_attach_static_run_shows_history_and_disables_controls(tmp_path):
         assert ATTACHED_REASON in str(main.notice.render())
         assert len(app.session.history.val) == 4
         for action in ("toggle_pause", "save", "restore", "new_run"):
-            assert main.check_action(action, ()) is None  # shown dimmed, does nothing
+            assert main.check_action(action, ()) is False  # not in the footer: they belong to the trainer
         assert main.checkpoints.save_button.disabled and main.checkpoints.restore_button.disabled
+        # ... and their keys say so instead of doing nothing
+        notes = record_notifications(app)
+        await press(pilot, "s", until=lambda: notes, what="a notification for s")
+        assert "Save: attached: controls belong to the training process" in notes[0][1]
+        await press(pilot, "space", until=lambda: len(notes) == 2, what="a notification for space")
+        assert app.screen is main and app.session.trainer is None
         # the playground explains that there is nothing to sample yet
         main.playground.prompt_input.value = "RO"
         main.playground.generate("RO", ["greedy"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tui_helpers import checkpoint_dirs
 
-from tests.helpers import wait_for_exit
+from tests.helpers import read_metrics, wait_for_exit
 
 from gptmini_tui.__main__ import main
 
@@ -26,9 +26,11 @@ STEP = re.compile(rb"step\s+([0-9][0-9,]*)\s")
     [
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["--epochs", "0"], "--epochs must be at least 1"),
-        (["--batch-size", "x"], "invalid int value"),
-        (["--preset", "huge"], "invalid choice"),
+        (["--batch-size", "x"], "--batch-size must be a whole number, got 'x'"),
+        (["--preset", "huge"], "--preset must be one of"),
         (["--attach", "/nonexistent/run"], "no such run folder"),
+        (["--attach", __file__], "is a file; give the run folder"),
+        (["--out", "/proc/gptmini-run"], "cannot write in /proc"),
         (["--attach", ".", "--epochs", "3"], "cannot be combined"),
         (["--lr", "-1"], "--lr must be a positive number"),
     ],
@@ -130,8 +132,8 @@ def test_end_to_end_in_a_pseudo_terminal(tmp_path, pty_console):
     assert code == 0, (code, pty_console.child.signalstatus, bytes(pty_console.screen[-2000:]))
     saved = checkpoint_dirs(run_dir)
     assert saved and (saved[-1] / "model.safetensors").is_file()
-    # the quit saved the steps trained after the manual save
-    assert len(saved) >= 2
+    # the quit saved the steps trained after the manual save: all of them, up to the last one trained
+    assert len(saved) >= 2 and _saved_step(saved[-1]) == _last_trained(run_dir)
 
 
 def _threads(pid: int) -> int:
@@ -189,6 +191,11 @@ def _saved_step(path) -> int:
     return int(path.name.split("-")[1])
 
 
+def _last_trained(run_dir) -> int:
+    """The last step the run trained, as its metrics.jsonl tells (written by the process itself)."""
+    return max(r["step"] for r in read_metrics(run_dir) if r["event"] == "step")
+
+
 @pytest.mark.timeout(90)
 def test_sigterm_saves_and_exits_as_quit_does(tmp_path, pty_console):
     pty_console.wait_for_training()
@@ -197,7 +204,7 @@ def test_sigterm_saves_and_exits_as_quit_does(tmp_path, pty_console):
     pty_console.child.close()
     assert pty_console.child.exitstatus == 0, (pty_console.child.signalstatus, bytes(pty_console.screen[-2000:]))
     saved = checkpoint_dirs(tmp_path / "run")
-    assert saved and _saved_step(saved[-1]) >= pty_console.last_step()
+    assert saved and _saved_step(saved[-1]) == _last_trained(tmp_path / "run") >= pty_console.last_step()
 
 
 def _ignore_sighup() -> None:
@@ -226,4 +233,30 @@ def _hang_up_and_wait(tmp_path, pty_console) -> None:
     status = wait_for_exit(pid, 30, "the console, after its terminal hung up,")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     saved = checkpoint_dirs(tmp_path / "run")
-    assert saved and _saved_step(saved[-1]) >= shown
+    assert saved and _saved_step(saved[-1]) == _last_trained(tmp_path / "run") >= shown
+
+
+@pytest.mark.parametrize("how", ["output to a pipe", "TERM=dumb"])
+def test_without_a_terminal_it_says_so_in_one_line(tmp_path, corpus_file, how):
+    """Run where no full screen can be drawn, the console explains and points to gptmini train instead of
+    writing escape codes into a pipe or a log."""
+    import subprocess
+
+    exe = shutil.which("gptmini-tui")
+    if exe is None:
+        pytest.skip("gptmini-tui is not installed")
+    args = [exe, "--data", str(corpus_file), "--out", str(tmp_path / "run")]
+    if how == "output to a pipe":
+        out = subprocess.run(args, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        output, code = out.stdout + out.stderr, out.returncode
+    else:
+        pexpect = pytest.importorskip("pexpect")
+        child = pexpect.spawn(args[0], args[1:], env=dict(os.environ, TERM="dumb"), timeout=60)
+        output = child.read()
+        child.close()
+        code = child.exitstatus
+    assert code == 2, output[-500:]
+    text = output.decode()
+    assert text.count("\n") <= 1 and "\x1b" not in text and len(output) < 400
+    assert "needs a terminal" in text and "gptmini train" in text
+    assert not (tmp_path / "run").exists()

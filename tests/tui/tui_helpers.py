@@ -49,3 +49,16 @@ def current_step(app) -> int:
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in Path(run_dir).glob("step-*") if (p / "manifest.json").is_file())
+
+
+def record_notifications(app) -> list[tuple[str, str]]:
+    """(severity, message) of every notification the app shows from now on."""
+    seen: list[tuple[str, str]] = []
+    notify = app.notify
+
+    def recording(message, *args, **kwargs):
+        seen.append((kwargs.get("severity", "information"), str(message)))
+        return notify(message, *args, **kwargs)
+
+    app.notify = recording
+    return seen
