@@ -119,8 +119,12 @@ def test_bad_pretrained_folders_and_names_are_one_clear_error(hf_folder, tmp_pat
         spec = "gpt5"
         expected = "neither a folder nor a GPT-2 name"
     else:
+        import huggingface_hub.constants
+
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
         spec = "gpt2"
         expected = "could not fetch openai-community/gpt2 from the Hugging Face Hub"
     before = sorted(p.name for p in tmp_path.rglob("*"))
