@@ -66,6 +66,42 @@ def make_corpus(path: Path, n_bytes: int = 200_000) -> Path:
 
 
 THREADS: int | None = None  # --threads: passed to every run as TrainConfig.threads / gptmini-tui --threads
+COMPARE: list[str] = []  # --compare-runs: folders of finished runs every gptmini-tui shows beside its own
+WARMUP = 5.0  # (1b) seconds each side runs alone, untimed, before the windows
+
+
+def compare_args() -> list[str]:
+    return ["--compare", *COMPARE] if COMPARE else []
+
+
+def make_compare_runs(folder: Path, n: int, steps: int) -> Path:
+    """``n`` finished runs of ``steps`` steps each (a step line per step, an eval every 500), written as the
+    engine writes metrics.jsonl; what a user who compares tens of long runs gives ``--compare``."""
+    import math
+
+    from gptmini import events as ev
+
+    enc = json.JSONEncoder(separators=(",", ":"))
+    for r in range(n):
+        run = folder / f"run-{r:02d}"
+        run.mkdir(parents=True, exist_ok=True)
+        floor, t0 = 1.5 + 0.05 * r, 1.7e9 + 1e5 * r
+        with (run / "metrics.jsonl").open("w") as fh:
+            fh.write(enc.encode(ev.StateChanged(state="running", step=0, time=t0).to_record()) + "\n")
+            for s in range(1, steps + 1):
+                loss = floor + 2.5 * math.exp(-s / (steps / 10))
+                fh.write(enc.encode(ev.Step(step=s, epoch=1 + s // 1000, batch=1 + s % 1000, batches_per_epoch=1000,
+                                            total_steps=steps, tokens_seen=512 * s, loss=loss, loss_smooth=loss,
+                                            lr=1e-3, grad_norm=1.0, tok_per_s=1e4, eta_s=0.0,
+                                            time=t0 + 0.01 * s).to_record()) + "\n")
+                if s % 500 == 0:
+                    fh.write(enc.encode(ev.Eval(step=s, epoch=1, tokens_seen=512 * s, val_loss=loss + 0.1,
+                                                val_ppl=1.0, train_loss=loss, best=False,
+                                                time=t0 + 0.01 * s).to_record()) + "\n")
+            fh.write(enc.encode(ev.Finished(step=steps, reason="completed", loss=loss, val_loss=None,
+                                            elapsed_s=0.01 * steps, tokens_seen=512 * steps,
+                                            time=t0 + 0.01 * steps).to_record()) + "\n")
+    return folder
 
 
 def _threads() -> dict:
@@ -139,7 +175,7 @@ def run_in_app(opts: dict, skip: int) -> float:
     probe = StepProbe()
 
     async def go() -> None:
-        app = GPTMiniApp(TrainConfig(**opts))
+        app = GPTMiniApp(TrainConfig(**opts), compare=[Path(c) for c in COMPARE])
         app.session.subscribe(probe)  # the session hands on every engine event, from the training thread
         async with app.run_test(size=(120, 40)):
             while app.session.trainer is None or not app.session.state.ended:
@@ -231,7 +267,7 @@ def bench_interleaved(corpus: Path, work: Path, options, windows: int, seconds: 
         app = subprocess.Popen([cli, "train", *cli_args(a_opts)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     else:
-        app = pexpect.spawn(tui, cli_args(a_opts), env=env, dimensions=(40, 120), timeout=60)
+        app = pexpect.spawn(tui, cli_args(a_opts) + compare_args(), env=env, dimensions=(40, 120), timeout=60)
         app.delaybeforesend = None
 
     def drain() -> None:  # keep reading the pty, or the app blocks on a full terminal
@@ -260,7 +296,7 @@ def bench_interleaved(corpus: Path, work: Path, options, windows: int, seconds: 
             os.kill(pid, signal.SIGSTOP)
         for pid in pids.values():  # warm-up, alone and untimed (the app's first paints and plot builds)
             os.kill(pid, signal.SIGCONT)
-            time.sleep(5.0)
+            time.sleep(WARMUP)
             os.kill(pid, signal.SIGSTOP)
         app_threads = [_os_threads(app.pid)]  # SIGCONT must not make the app start new threads
         for i in range(windows):
@@ -406,7 +442,7 @@ def bench_pty(corpus: Path, work: Path, seconds: float, toggles: int, threads: i
     env = dict(os.environ, TERM="xterm-256color", COLUMNS="120", LINES="40")
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    child = pexpect.spawn(exe, cli_args(opts), env=env, dimensions=(40, 120), timeout=60)
+    child = pexpect.spawn(exe, cli_args(opts) + compare_args(), env=env, dimensions=(40, 120), timeout=60)
     child.delaybeforesend = None  # pexpect sleeps 50 ms before every send by default
     buf = bytearray()
 
@@ -597,6 +633,11 @@ def main() -> int:
                     help="torch intra-op threads, passed to every run as --threads (default: torch's)")
     ap.add_argument("--record", action="store_true", help="append the result table to bench/README_tui.md")
     ap.add_argument("--skip-throughput", action="store_true", help="only the pseudo-terminal part (quick)")
+    ap.add_argument("--compare-runs", type=int, default=0, metavar="N",
+                    help="every console shows N finished runs of --compare-steps steps beside its own (0)")
+    ap.add_argument("--compare-steps", type=int, default=100_000, metavar="N", help="steps per compared run (100k)")
+    ap.add_argument("--warmup", type=float, default=5.0,
+                    help="(1b) seconds each side runs alone before the windows (5; more with --compare-runs)")
     args = ap.parse_args()
     if args.repeats < 1:
         ap.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -604,19 +645,25 @@ def main() -> int:
     import torch
     import textual
 
-    global THREADS
+    global THREADS, WARMUP
     THREADS = args.threads
+    WARMUP = args.warmup
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="gptmini-bench-tui-"))
     corpus = make_corpus(work / "corpus.txt")
+    if args.compare_runs:
+        t0 = time.perf_counter()
+        COMPARE.append(str(make_compare_runs(work / "compare", args.compare_runs, args.compare_steps)))
+        print(f"compare: {args.compare_runs} finished runs of {args.compare_steps:,} steps in {COMPARE[0]} "
+              f"(written in {time.perf_counter() - t0:.0f} s); every console shows them all", flush=True)
     print(f"machine: {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"textual {textual.__version__}", flush=True)
     print("(1) throughput, headless Trainer vs GPTMiniApp (run_test 120x40) ...", flush=True)
     nan = float("nan")
     nothing = {"headless": nan, "tui": nan, "ratio": nan, "headless_all": [], "tui_all": [],
                "busy_headless": nan, "busy_tui": nan, "busy_ratio": nan}
-    if args.skip_throughput:
+    if args.skip_throughput or not args.pairs:
         thr = demo = nothing
     else:
         print("    micro model (1 layer, d_model 32, context 32, batch 4): Python-bound, the worst case", flush=True)

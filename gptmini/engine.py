@@ -324,8 +324,8 @@ class Trainer:
                 resume, model=model, optimizer=self.optimizer, scaler=self.scaler, model_config=model_cfg,
                 device=device, steps_per_epoch=plan.steps_per_epoch))
             self.last_checkpoint = resume.path
-        self.sample_prompt, warning = pick_sample_prompt(cfg.sample_prompt, self.tokenizer,
-                                                         self.tokenizer.decode(list(tokens.val[:8])))
+        self.sample_prompt, warning = pick_sample_prompt(cfg.sample_prompt, self.tokenizer, self.corpus.name,
+                                                         self.tokenizer.decode(list(tokens.val[:2000])))
         if warning:
             self._emit(ev.Warning(message=warning, step=self.step))
 
@@ -353,7 +353,7 @@ class Trainer:
             context_length=self.model_config.context_length, epochs=plan.n_epochs,
             batches_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps, start_step=self.step,
             resumed_from=str(resume.path) if resume is not None else None, changed=self.changed,
-            init_from=cfg.init_from))
+            init_from=cfg.init_from, sample_prompt=self.sample_prompt))
 
     # ----------------------------------------------------------------- loop
     def _loop(self) -> str:

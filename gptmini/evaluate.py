@@ -22,18 +22,35 @@ def mean_loss(model: torch.nn.Module, batches: list, device: torch.device, preci
     return total / max(1, len(batches))
 
 
-def pick_sample_prompt(asked: str | None, tokenizer: Any, val_text: str) -> tuple[str | None, str | None]:
-    """The prompt of the sample after each evaluation, and a warning when ``--sample-prompt`` is unusable."""
+RASCHKA_PROMPT = "Every effort moves you"  # the book's start context, for its corpus
+
+
+def pick_sample_prompt(asked: str | None, tokenizer: Any, corpus: str, val_text: str) -> tuple[str | None, str | None]:
+    """The prompt of the sample after each evaluation, and a warning when ``--sample-prompt`` is unusable.
+
+    ``--sample-prompt`` if given; for the-verdict Raschka's "Every effort moves you"; otherwise the start of
+    a line of the validation text (words of the corpus itself, not a prompt written for another book).
+    """
     if asked:
         try:
             tokenizer.encode(asked)
         except GPTMiniError as exc:
             return None, f"--sample-prompt cannot be used: {exc}"
         return asked, None
-    for prompt in ("Every effort moves you", "The ", "the "):
-        try:
-            tokenizer.encode(prompt)
-        except GPTMiniError:
-            continue
-        return prompt, None
-    return (val_text or None), None
+    if corpus == "the-verdict":
+        return RASCHKA_PROMPT, None
+    return line_start(val_text) or "The ", None
+
+
+def line_start(text: str, max_words: int = 3, max_chars: int = 24) -> str | None:
+    """The first words of the first full line of ``text`` that starts with a letter (None: no such line)."""
+    for line in text.split("\n")[1:]:  # the first piece may start mid-line
+        line = line.strip()
+        if line[:1].isalpha():
+            words, out = line.split()[:max_words], ""
+            for word in words:
+                if len(out) + len(word) + 1 > max_chars and out:
+                    break
+                out = f"{out} {word}" if out else word
+            return out
+    return None

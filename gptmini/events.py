@@ -118,6 +118,7 @@ class RunStarted(Event):
     resumed_from: str | None = None
     changed: dict = field(default_factory=dict)  # options a resume changed: {name: [old, new]}
     init_from: str | None = None  # the run started from these pretrained weights (--init-from)
+    sample_prompt: str | None = None  # the prompt of the samples after each evaluation
     time: float = field(default_factory=_now)
 
 

@@ -1,8 +1,10 @@
 """Compact, thread-safe store of the whole loss history.
 
-The bridge appends to it from the training thread (one append per optimizer
-step, a few microseconds); the loss plot reads a downsampled view of it on a
+The session appends to it from the training thread (one append per optimizer
+step, about a microsecond); the loss plot reads a downsampled view of it on a
 UI timer. Typed ``array`` buffers keep a million steps in a few megabytes.
+A view can smooth the raw loss over a window of steps, keep only the last N
+steps (zoom), and put steps, tokens, epochs or wall time on the x axis.
 """
 
 from __future__ import annotations
@@ -14,8 +16,18 @@ from typing import Literal
 
 import numpy as np
 
-Axis = Literal["steps", "tokens", "epochs"]
-AXES: tuple[Axis, ...] = ("steps", "tokens", "epochs")
+Axis = Literal["steps", "tokens", "epochs", "time"]
+AXES: tuple[Axis, ...] = ("steps", "tokens", "epochs", "time")
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """How to look at a history: the x axis, how many buckets, the smoothing and the zoom."""
+
+    axis: Axis = "steps"
+    buckets: int = 100
+    smooth: int = 0  # 0: the engine's running average (EMA 0.9); N: mean of the last N raw losses
+    after_step: int | None = None  # zoom: only the points after this step; None: the whole run
 
 
 @dataclass
@@ -39,6 +51,7 @@ class Series:
         self.step = array("q")
         self.tokens = array("d")
         self.epoch = array("f")  # fractional epoch: epochs done, with the current one's share
+        self.time = array("d")  # wall clock (time.time()) of the point
         self.values = {name: array("f") for name in values}
         self._value_columns = tuple(self.values.values())
 
@@ -46,14 +59,15 @@ class Series:
         return len(self.step)
 
     def _columns(self) -> tuple[array, ...]:
-        return (self.step, self.tokens, self.epoch, *self._value_columns)
+        return (self.step, self.tokens, self.epoch, self.time, *self._value_columns)
 
-    def append(self, step: int, tokens: int, epoch: float, *values: float) -> None:
+    def append(self, step: int, tokens: int, epoch: float, time: float, *values: float) -> None:
         if self.step and step <= self.step[-1]:
             self.truncate_after(step - 1)  # a step we already have (resume / restore): drop the stale tail
         self.step.append(step)
         self.tokens.append(float(tokens))
         self.epoch.append(epoch)
+        self.time.append(time)
         for column, value in zip(self._value_columns, values):
             column.append(value)
 
@@ -65,7 +79,10 @@ class Series:
     def clear(self) -> None:
         self.truncate_after(-1)
 
-    def x(self, axis: Axis) -> np.ndarray:
+    def x(self, axis: Axis, t0: float = 0.0) -> np.ndarray:
+        """The x coordinates on ``axis`` (``time``: seconds since ``t0``)."""
+        if axis == "time":
+            return np.array(self.time, dtype=np.float64) - t0
         return np.array({"steps": self.step, "tokens": self.tokens, "epochs": self.epoch}[axis], dtype=np.float64)
 
     def y(self, name: str) -> np.ndarray:
@@ -89,16 +106,16 @@ class LossHistory:
             self.val.clear()
             self.version += 1
 
-    def add_step(self, step: int, tokens: int, epoch: float, loss: float, smooth: float) -> None:
+    def add_step(self, step: int, tokens: int, epoch: float, loss: float, smooth: float, time: float = 0.0) -> None:
         with self._lock:
             if self.train.step and step <= self.train.step[-1]:
                 self.val.truncate_after(step - 1)  # the run went back (resume / restore): so did its evals
-            self.train.append(step, tokens, epoch, loss, smooth)
+            self.train.append(step, tokens, epoch, time, loss, smooth)
             self.version += 1
 
-    def add_eval(self, step: int, tokens: int, epoch: float, val_loss: float) -> None:
+    def add_eval(self, step: int, tokens: int, epoch: float, val_loss: float, time: float = 0.0) -> None:
         with self._lock:
-            self.val.append(step, tokens, epoch, val_loss)
+            self.val.append(step, tokens, epoch, time, val_loss)
             self.version += 1
 
     def truncate_after(self, step: int) -> None:
@@ -117,14 +134,53 @@ class LossHistory:
         with self._lock:
             return self.train.step[-1] if self.train.step else None
 
-    def view(self, axis: Axis, buckets: int) -> PlotView:
+    def view(self, options: ViewOptions) -> PlotView:
         """A downsampled copy: ``buckets`` min/max pairs for the raw loss, means for the smoothed loss."""
         with self._lock:
-            x, raw, smooth = self.train.x(axis), self.train.y("loss"), self.train.y("smooth")
-            vx, vy = self.val.x(axis), self.val.y("loss")
-        rx, ry, sx, sy = downsample(x, raw, smooth, max(1, buckets))
-        keep = np.isfinite(vy)
-        return PlotView(axis, len(x), rx, ry, sx, sy, vx[keep].tolist(), vy[keep].tolist())
+            t0 = self.train.time[0] if self.train.time else (self.val.time[0] if self.val.time else 0.0)
+            x, raw = self.train.x(options.axis, t0), self.train.y("loss")
+            smooth = self.train.y("smooth") if options.smooth <= 0 else moving_average(raw, options.smooth)
+            vx, vy = self.val.x(options.axis, t0), self.val.y("loss")
+            if options.after_step is not None:  # zoom
+                keep = np.frombuffer(self.train.step, dtype=np.int64) > options.after_step
+                vkeep = np.frombuffer(self.val.step, dtype=np.int64) > options.after_step
+                x, raw, smooth, vx, vy = x[keep], raw[keep], smooth[keep], vx[vkeep], vy[vkeep]
+        rx, ry, sx, sy = downsample(x, raw, smooth, max(1, options.buckets))
+        finite = np.isfinite(vy)
+        return PlotView(options.axis, len(x), rx, ry, sx, sy, vx[finite].tolist(), vy[finite].tolist())
+
+
+def write_csv(history: LossHistory, path) -> int:
+    """The whole history as CSV (one row per step; ``val_loss`` on the steps that were evaluated); rows written."""
+    import csv
+
+    with history._lock:
+        train = (list(history.train.step), list(history.train.tokens), list(history.train.epoch),
+                 list(history.train.time), list(history.train.values["loss"]), list(history.train.values["smooth"]))
+        val = dict(zip(history.val.step, history.val.values["loss"]))
+    rows = 0
+    with open(path, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["step", "tokens_seen", "epoch", "time", "loss", "loss_smooth", "val_loss"])
+        for step in sorted(s for s in val if s not in set(train[0])):  # evaluations before any step (step 0)
+            out.writerow([step, "", "", "", "", "", f"{val[step]:.6g}"])
+            rows += 1
+        for step, tokens, epoch, t, loss, smooth in zip(*train):
+            out.writerow([step, int(tokens), f"{epoch:.4f}", f"{t:.3f}", f"{loss:.6g}", f"{smooth:.6g}",
+                          f"{val[step]:.6g}" if step in val else ""])
+            rows += 1
+    return rows
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each value and the ``window - 1`` before it (fewer at the start); non-finite ones skipped."""
+    finite = np.isfinite(values)
+    total = np.cumsum(np.where(finite, values, 0.0))
+    count = np.cumsum(finite)
+    total[window:] = total[window:] - total[:-window]
+    count[window:] = count[window:] - count[:-window]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _count_le(buf: array, step: int) -> int:

@@ -31,6 +31,20 @@ Listener = Callable[[ev.Event], None]
 
 
 @dataclass
+class SampleEntry:
+    """One sample the engine printed after an evaluation: the model's words at that point of the run."""
+
+    step: int
+    tokens_seen: int
+    val_loss: float | None  # the evaluation just before it
+    prompt: str
+    text: str
+    time: float
+    strategy: str = "greedy"
+    undone: bool = False  # a later restore (or resume) went back before it
+
+
+@dataclass
 class SamplingSource:
     """The weights a playground samples from: a snapshot of the live run or a saved checkpoint."""
 
@@ -65,16 +79,18 @@ class RunRecord(ev.Handler):
         self.save_errors: list[ev.Error] = []  # checkpoint errors since the run started
         self.state: RunState = RunState.CREATED
         self.steps_seen = 0
+        self.samples: list[SampleEntry] = []  # oldest first
+        self.samples_version = 0  # bumped when an entry is added or marked
 
     def on_step(self, e: ev.Step) -> None:
         self.steps_seen += 1
-        self.history.add_step(e.step, e.tokens_seen, e.epochs_done, e.loss, e.loss_smooth)
+        self.history.add_step(e.step, e.tokens_seen, e.epochs_done, e.loss, e.loss_smooth, e.time)
         self.latest_step = e
 
     def on_eval(self, e: ev.Eval) -> None:
         last = self.latest_step
         epoch = last.epochs_done if last is not None and last.step == e.step else float(e.epoch)
-        self.history.add_eval(e.step, e.tokens_seen, epoch, e.val_loss)
+        self.history.add_eval(e.step, e.tokens_seen, epoch, e.val_loss, e.time)
         self.latest_eval = e
 
     def on_run_started(self, e: ev.RunStarted) -> None:
@@ -84,6 +100,19 @@ class RunRecord(ev.Handler):
         else:
             self.history.truncate_after(e.start_step)
         self.latest_step = None
+        self._undo_samples_after(e.start_step)
+
+    def on_sample(self, e: ev.Sample) -> None:
+        ev_ = self.latest_eval if self.latest_eval is not None and self.latest_eval.step == e.step else None
+        tokens = ev_.tokens_seen if ev_ else (self.latest_step.tokens_seen if self.latest_step else 0)
+        self.samples.append(SampleEntry(e.step, tokens, ev_.val_loss if ev_ else None, e.prompt, e.text, e.time))
+        self.samples_version += 1
+
+    def _undo_samples_after(self, step: int) -> None:
+        for entry in self.samples:
+            if entry.step > step and not entry.undone:
+                entry.undone = True
+                self.samples_version += 1
 
     def on_checkpoint_restored(self, e: ev.CheckpointRestored) -> None:
         self.history.truncate_after(e.step)  # everything after it never happened for this run any more
@@ -91,6 +120,7 @@ class RunRecord(ev.Handler):
             self.latest_step = None
         if self.latest_eval is not None and self.latest_eval.step > e.step:
             self.latest_eval = None
+        self._undo_samples_after(e.step)
 
     def on_checkpoint_saved(self, e: ev.CheckpointSaved) -> None:
         self.last_saved = e

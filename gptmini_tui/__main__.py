@@ -14,6 +14,7 @@ from pathlib import Path
 from gptmini.cli.args import Parser, add_train_arguments, train_config_from_args
 from gptmini.errors import GPTMiniError
 from gptmini.paths import check_run_paths
+from gptmini.runs import find_run_folders
 
 
 def check_terminal() -> None:
@@ -40,16 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--attach", metavar="RUN_DIR",
         help="follow a run another process is training (its metrics.jsonl and checkpoints); no training here",
     )
+    tui.add_argument(
+        "--compare", nargs="+", metavar="DIR", default=[],
+        help="run folders (or folders of runs) to show beside this run on the loss plot and in the Runs panel",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    attach = args.attach
-    paused = args.paused
-    del args.attach, args.paused
+    attach, paused, compare = args.attach, args.paused, [Path(p).expanduser() for p in args.compare]
+    del args.attach, args.paused, args.compare
     try:
+        for folder in compare:
+            if not find_run_folders(folder):
+                raise GPTMiniError(f"--compare: {folder} is not a run folder, nor a folder of runs "
+                                   f"(no metrics.jsonl in it or its subfolders)")
         if attach is not None:
             given = sorted(k for k in vars(args))
             if given:
@@ -73,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gptmini_tui.app import GPTMiniApp
 
-    app = GPTMiniApp(config, attach=attach, start_paused=paused)
+    app = GPTMiniApp(config, attach=attach, start_paused=paused, compare=compare)
     app.run()
     if app.quit_report:
         try:

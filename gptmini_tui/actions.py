@@ -29,6 +29,7 @@ SECTIONS = ("Training", "Playground", "View", "App")
 # Key names that type a character into the prompt; actions on them are inert while it has focus.
 _TYPED_KEY_NAMES = {
     "space", "question_mark", "slash", "minus", "plus", "equals_sign", "left_square_bracket", "right_square_bracket",
+    "less_than_sign", "greater_than_sign",
 }
 
 
@@ -62,7 +63,7 @@ class Action:
 
 
 _KEY_TEXT = {"question_mark": "?", "left_square_bracket": "[", "right_square_bracket": "]", "minus": "-",
-             "plus": "+", "equals_sign": "=", "slash": "/"}
+             "plus": "+", "equals_sign": "=", "slash": "/", "less_than_sign": "<", "greater_than_sign": ">"}
 
 # Footer order: the most used first (the footer clips what does not fit; ? lists everything).
 ACTIONS: tuple[Action, ...] = (
@@ -93,8 +94,21 @@ ACTIONS: tuple[Action, ...] = (
     Action("param(1)", "plus,equals_sign", "knob up (k, p or T)", "the strategy's knob up (k, p or T)", "Playground",
            "Strategy knob up (k / p / T)", display="+", group="k/p"),
     Action("quit", "q", "Quit", "quit (saves unsaved progress first)", "App"),
-    Action("cycle_axis", "a", "Axis", "loss plot x-axis: steps / tokens / epochs", "View", "Toggle loss x-axis"),
-    Action("next_panel", "v", "Panel", "next panel: playground / checkpoints / log", "View", "Next panel"),
+    Action("cycle_axis", "a", "Axis", "loss plot x-axis: steps / tokens / epochs / wall time", "View",
+           "Toggle loss x-axis"),
+    Action("toggle_log_y", "l", "Log y", "loss plot: log-scale y axis on / off", "View", "Toggle log-scale y axis"),
+    Action("zoom", "z", "Zoom", "loss plot: the last 100k / 10k / 1k / 100 steps, then the whole run", "View",
+           "Zoom the loss plot"),
+    Action("smoothing(-1)", "less_than_sign", "smoothing down", "loss plot: less smoothing (down to the engine's "
+           "average)", "View", "Less smoothing", group="smooth"),
+    Action("smoothing(1)", "greater_than_sign", "smoothing up", "loss plot: smooth over more steps (10, 50, 200, "
+           "1000)", "View", "More smoothing", group="smooth"),
+    Action("toggle_run", "o", "Overlay", "show / hide the highlighted run of the Runs panel on the loss plot", "View",
+           "Overlay the highlighted run"),
+    Action("save_plot", "e", "Export", "save the loss plot (SVG) and this run's metrics (CSV)", "View",
+           "Save the loss plot and metrics"),
+    Action("next_panel", "v", "Panel", "next panel: playground / checkpoints / runs / samples / log", "View",
+           "Next panel"),
     Action("focus_prompt", "i,slash", "Prompt", "type a prompt (Enter generates)", "Playground", "Focus prompt",
            display="i"),
     Action("refresh_probs", "d", "Probs", "recompute the next-token probabilities now", "Playground",

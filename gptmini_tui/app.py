@@ -50,13 +50,14 @@ class GPTMiniApp(App[int]):
         quit_save_timeout: float = 30.0,
         stop_timeout: float = 15.0,
         trainer_factory=None,
+        compare: list[Path] | None = None,
     ) -> None:
         super().__init__()
         self.session = RunSession(trainer_factory=trainer_factory, save_timeout=quit_save_timeout,
                                   stop_timeout=stop_timeout)
         self._screen_options = dict(config=train_config, attach=Path(attach) if attach else None,
                                     start_paused=start_paused, clock=clock, ui_interval=ui_interval,
-                                    plot_interval=plot_interval, attach_interval=attach_interval)
+                                    plot_interval=plot_interval, attach_interval=attach_interval, compare=compare)
         self.main: MainScreen | None = None  # made when the app starts (widgets need a running app)
         self.quit_report: str | None = None  # printed after the app exits ("saved …", or what went wrong)
         self._quitting = False

@@ -67,6 +67,14 @@ class QuitReady(Message):
 
 
 @dataclass
+class Saved(Message):
+    """Something was written where the user can open it (``text`` says what and where)."""
+
+    text: str
+    ok: bool = True
+
+
+@dataclass
 class NewRunReady(Message):
     """The old run is stopped (saved first if asked): the new one can start."""
 

@@ -45,6 +45,21 @@ def test_the_record_keeps_the_history_and_rewinds_it_on_restore():
     assert [e.message for e in record.save_errors] == ["disk full"]
 
 
+def test_the_record_keeps_every_sample_and_marks_those_a_restore_undid():
+    record = RunRecord(LossHistory())
+    for i in (100, 200, 300):
+        record.handle(step(i))
+        record.handle(ev.Eval(step=i, epoch=1, tokens_seen=i * 128, val_loss=3.0 - i / 100, val_ppl=1.0,
+                              train_loss=None, best=True))
+        record.handle(ev.Sample(step=i, prompt="The ", text=f"words at {i}"))
+    assert [(s.step, s.tokens_seen, s.val_loss) for s in record.samples] == [
+        (100, 12800, 2.0), (200, 25600, 1.0), (300, 38400, 0.0)]
+    v = record.samples_version
+    record.handle(ev.CheckpointRestored(step=150, epoch=1, tokens_seen=150 * 128, path="x"))
+    assert [s.undone for s in record.samples] == [False, True, True] and record.samples_version > v
+    assert [s.text for s in record.samples] == ["words at 100", "words at 200", "words at 300"]  # none lost
+
+
 def test_a_session_trains_pauses_saves_samples_restores_and_stops_with_the_last_step_saved(tiny_text, tmp_path):
     rec = Recorder()
     session = session_with(rec, snapshot_max_age=3600.0)

@@ -1,4 +1,4 @@
-"""``gptmini`` command line: train, sample, checkpoints, export, prepare."""
+"""``gptmini`` command line: train, sample, checkpoints, export, prepare, plot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from gptmini.errors import GPTMiniError
 
 
 def build_parser() -> Parser:
-    from gptmini.cli import checkpoints, prepare, sample, train
+    from gptmini.cli import checkpoints, plot, prepare, sample, train
 
     parser = Parser(prog="gptmini", description="Pretrain and sample a small GPT from scratch.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -18,6 +18,7 @@ def build_parser() -> Parser:
     sub.choices["sample"].set_defaults(run=sample.run)
     checkpoints.add_parsers(sub)
     prepare.add_parser(sub)
+    plot.add_parser(sub)
     return parser
 
 

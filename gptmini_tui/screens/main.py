@@ -24,11 +24,13 @@ from gptmini import events as ev
 from gptmini import fmt
 from gptmini.errors import GPTMiniError, error_text
 from gptmini.events import RunState
+from gptmini.history import write_csv
+from gptmini.runs import Comparison, RunIndex, find_run_folders
 from gptmini.session import RunSession
 from gptmini_tui import actions
 from gptmini_tui.actions import Action, Needs
 from gptmini_tui.bridge import EngineBridge
-from gptmini_tui.messages import NewRunReady, engine
+from gptmini_tui.messages import NewRunReady, Saved, engine
 from gptmini_tui.screens.confirm import ConfirmScreen
 from gptmini_tui.screens.help import HelpScreen
 from gptmini_tui.screens.new_run import NewRunScreen
@@ -41,7 +43,11 @@ from gptmini_tui.widgets import (
     Playground,
     ProbsView,
     RunHeader,
+    RunsPanel,
+    SamplesPanel,
 )
+from gptmini_tui.widgets.loss_plot import Curve
+from gptmini_tui.widgets.runs import color_of
 from gptmini_tui.widgets.checkpoints import restore_question
 
 ATTACHED_REASON = "attached: controls belong to the training process"
@@ -57,7 +63,7 @@ class MainScreen(Screen):
 
     def __init__(self, session: RunSession, *, config: Any = None, attach: Path | None = None,
                  start_paused: bool = False, clock=time.time, ui_interval: float = 1.0,
-                 plot_interval: float = 1.0, attach_interval: float = 1.0) -> None:
+                 plot_interval: float = 1.0, attach_interval: float = 1.0, compare: list[Path] | None = None) -> None:
         super().__init__()
         self.session = session
         self.config = config
@@ -75,6 +81,11 @@ class MainScreen(Screen):
         self.checkpoints = CheckpointsPanel(lister=session.list_checkpoints, clock=clock, id="checkpoints")
         self.log_panel = EventLog(id="log")
         self.probs = ProbsView(source=session.sampling_source, id="probs")
+        self.compare = list(compare or [])
+        self.comparison = Comparison()
+        self.runs = RunsPanel(RunIndex(*self.compare), self.comparison, lambda: session.run_dir, clock=clock,
+                              id="runs")
+        self.samples = SamplesPanel(id="samples")
         self._shown_step: ev.Step | None = None
         self._error_detail = ""
         self._bindings_signature: tuple | None = None
@@ -96,6 +107,10 @@ class MainScreen(Screen):
                     yield self.playground
                 with TabPane("Checkpoints", id="tab-ckpt"):
                     yield self.checkpoints
+                with TabPane("Runs", id="tab-runs"):
+                    yield self.runs
+                with TabPane("Samples", id="tab-samples"):
+                    yield self.samples
                 with TabPane("Log", id="tab-log"):
                     yield self.log_panel
             yield self.probs
@@ -103,7 +118,7 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         self.tabs.focus_targets = {"tab-play": self.playground.transcript, "tab-ckpt": self.checkpoints.table,
-                                   "tab-log": self.log_panel}
+                                   "tab-runs": self.runs.table, "tab-samples": self.samples, "tab-log": self.log_panel}
         self.counters.border_title = "training"
         self.probs.border_title = "next token"
         self.session.subscribe(EngineBridge(self.post_message, min_interval=self.ui_interval))
@@ -111,8 +126,10 @@ class MainScreen(Screen):
         self.playground.transcript.focus()
         if self.attached:
             self._start_attach()
+            self.runs.index.add_root(self.attach_dir.parent)
         else:
             self.begin_run(self.config, paused=self.start_paused)
+        self.runs.show_paths([p for root in self.compare for p in find_run_folders(root)])
 
     # ================================================================= runs
     def begin_run(self, config: Any, paused: bool = False) -> None:
@@ -164,9 +181,11 @@ class MainScreen(Screen):
             self.refresh_bindings()
 
     def _tick(self) -> None:
-        """Once a second: counters and plot (one timer: fewer wake-ups of the UI thread)."""
+        """Once a second: counters, plot and samples (one timer: fewer wake-ups of the UI thread)."""
         self._update_counters()
         self.plot.maybe_redraw()
+        record = self.session.record
+        self.samples.show(record.samples, record.samples_version)
         latest = self.session.record.latest_step
         if self.attached and latest is not None and self.session.state in (RunState.RUNNING, RunState.STARTING):
             idle = self.clock() - latest.time
@@ -194,14 +213,13 @@ class MainScreen(Screen):
         self.counters.set_epochs(e.epochs)
         self.counters.started_at = e.time
         self.playground.fit_vocab(e.vocab_size)
-        suggestion = getattr(self.config, "sample_prompt", None)
-        if suggestion is None and e.tokenizer == "gpt2":
-            suggestion = "Every effort moves you"
-        self.playground.suggest_prompt(suggestion or "")
+        self.playground.suggest_prompt(e.sample_prompt or "")
         self.probs.needs_prompt = e.tokenizer == "char"
         self.log_panel.add_event(e)
         self.plot.maybe_redraw(force=True)
         self.checkpoints.refresh_listing()
+        self.runs.index.add_root(Path(e.run_dir).parent)
+        self.runs.refresh_runs()
         self.probs.schedule(self.playground.prompt_input.value, self.playground.settings, delay=0.2)
 
     @on(engine(ev.DataProgress))
@@ -289,6 +307,12 @@ class MainScreen(Screen):
     @on(Playground.Changed)
     def _playground_changed(self, message: Playground.Changed) -> None:
         self.probs.schedule(message.prompt, message.settings)
+
+    @on(RunsPanel.CurvesChanged)
+    def _curves_changed(self) -> None:
+        shown = sorted(self.comparison.shown.items(), key=lambda item: self.comparison.color(item[0]))
+        self.plot.set_curves({str(path): Curve(path.name, curve.history, color_of(self.comparison.color(path)),
+                                               curve.finished) for path, curve in shown})
 
     @on(CheckpointsPanel.Listed)
     def _listed(self, message: CheckpointsPanel.Listed) -> None:
@@ -483,6 +507,45 @@ class MainScreen(Screen):
 
     def action_next_panel(self) -> None:
         self.tabs.next()
+
+    def action_toggle_log_y(self) -> None:
+        self.notify(f"loss plot y-axis: {'log' if self.plot.toggle_log_y() else 'linear'}", timeout=1.5)
+
+    def action_zoom(self) -> None:
+        zoom = self.plot.cycle_zoom()
+        self.notify(f"loss plot: {f'the last {zoom:,} steps' if zoom else 'the whole run'}", timeout=1.5)
+
+    def action_smoothing(self, direction: int) -> None:
+        window = self.plot.step_smoothing(int(direction))
+        self.notify("smoothed: " + (f"mean of the last {window} steps" if window else "the engine's running average"),
+                    timeout=1.5)
+
+    def action_toggle_run(self) -> None:
+        self.tabs.show("tab-runs")
+        self.notify(self.runs.toggle_selected(), timeout=2)
+
+    def action_save_plot(self) -> None:
+        self._save_plot(Path.cwd() / "gptmini-exports")
+
+    @work(thread=True, group="save-plot", exit_on_error=False)
+    def _save_plot(self, folder: Path) -> None:
+        name = self.session.run_dir.name if self.session.run_dir else "run"
+        stem = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            drawn = self.plot.save_svg(stem.with_suffix(".svg"), f"GPTMini loss · {name} · {self.plot.describe_options()}")
+            rows = write_csv(self.session.history, stem.with_suffix(".csv"))
+        except OSError as exc:
+            self.post_message(Saved(f"could not save in {folder}: {exc}", ok=False))
+            return
+        saved = (f"{stem.name}.svg and " if drawn else "") + f"{stem.name}.csv ({rows:,} rows)"
+        self.post_message(Saved(f"saved {saved} in {folder}"))
+
+    @on(Saved)
+    def _saved(self, message: Saved) -> None:
+        self.log_panel.add(message.text, "save" if message.ok else "error")
+        self.notify(message.text, title="exported" if message.ok else "export failed",
+                    severity="information" if message.ok else "error", timeout=6)
 
     def action_help(self) -> None:
         note = (ATTACHED_REASON + "; the playground samples the newest checkpoint." if self.attached

@@ -8,5 +8,8 @@ from gptmini_tui.widgets.loss_plot import LossPlot
 from gptmini_tui.widgets.panels import Panels
 from gptmini_tui.widgets.playground import Playground
 from gptmini_tui.widgets.probs import ProbsView
+from gptmini_tui.widgets.runs import RunsPanel
+from gptmini_tui.widgets.samples import SamplesPanel
 
-__all__ = ["CheckpointsPanel", "Counters", "EventLog", "LossPlot", "Panels", "Playground", "ProbsView", "RunHeader"]
+__all__ = ["CheckpointsPanel", "Counters", "EventLog", "LossPlot", "Panels", "Playground", "ProbsView", "RunHeader",
+           "RunsPanel", "SamplesPanel"]

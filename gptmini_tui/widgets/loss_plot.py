@@ -1,21 +1,26 @@
-"""Loss plot: raw train loss (faint), smoothed train loss, validation points.
+"""Loss plot: the run's raw train loss (faint), smoothed train loss and validation points, and the curves
+of other runs toggled onto it (each in its own colour, smoothed and val).
 
-Reads the full history from ``LossHistory`` but plots a downsampled view of
-about the widget's width (min/max buckets for the raw loss, means for the
-smoothed loss), and redraws when the screen's UI tick asks (``maybe_redraw``, once a second) and
-only when the history, the axis or the size changed, never per batch.
+Reads each full history but plots a downsampled view of about the widget's width (min/max buckets for
+the raw loss, means for the smoothed loss), and redraws when the screen's UI tick asks (``maybe_redraw``,
+once a second) and only when a history, an option or the size changed, never per batch. A finished
+run's view is computed once per option set and kept (its history no longer changes), so tens of runs
+of millions of steps cost one downsampling each, not one per redraw.
 
-A plotext build is pure Python and takes 15-50 ms at 120x40. It runs on a
-worker thread (the UI thread only blits the finished text), so a key press
-never waits behind a plot; and redraws are spaced so building stays under
-``MAX_DUTY`` of one core.
+Options (keys on the screen): the x axis (steps, tokens, epochs, wall time), a log-scale y axis, a zoom
+to the last N steps of this run (the other runs are cut at the same step), and the smoothing window
+(the engine's running average, or the mean of the last N raw losses).
+
+A plotext build is pure Python and takes 15-50 ms at 120x40. It runs on a worker thread (the UI thread
+only blits the finished text), so a key press never waits behind a plot; and redraws are spaced so
+building stays under ``MAX_DUTY`` of one core.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from rich.text import Text
@@ -25,12 +30,42 @@ from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
 from gptmini import fmt
-from gptmini.history import AXES, Axis, LossHistory, PlotView
+from gptmini.history import AXES, Axis, LossHistory, PlotView, ViewOptions
 from gptmini_tui.compat import plotext_set_size, plotext_theme_name
 
 RAW_COLOR = (125, 125, 160)
 SMOOTH_COLOR = (64, 196, 255)
 VAL_COLOR = (255, 170, 40)
+RUN_COLORS = ((255, 99, 132), (75, 210, 140), (200, 120, 255), (255, 220, 90), (80, 220, 230), (255, 140, 60),
+              (160, 200, 90), (240, 130, 200), (150, 160, 255), (220, 220, 220))
+ZOOMS: tuple[int | None, ...] = (None, 100_000, 10_000, 1_000, 100)  # the last N steps; None: the whole run
+SMOOTHINGS = (0, 10, 50, 200, 1000)  # 0: the engine's running average; N: mean of the last N raw losses
+
+
+@dataclass
+class Curve:
+    """Another run on the plot."""
+
+    name: str
+    history: LossHistory
+    color: tuple[int, int, int]
+    finished: bool = False
+
+
+@dataclass
+class PlotOptions:
+    axis: Axis = "steps"
+    log_y: bool = False
+    zoom: int | None = None
+    smooth: int = 0
+
+
+@dataclass
+class _Built:
+    strips: list
+    text: Text
+    view: PlotView
+    views: dict = field(default_factory=dict)  # run name -> its view
 
 
 class LossPlot(PlotextPlot):
@@ -43,24 +78,31 @@ class LossPlot(PlotextPlot):
 
     @dataclass
     class Built(Message):
-        strips: list
+        built: _Built
         key: tuple
-        view: PlotView
         seconds: float
 
     def __init__(self, history: LossHistory, interval: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.history = history
         self.interval = interval  # the shortest spacing of data redraws
-        self.axis: Axis = "steps"
+        self.options = PlotOptions()
+        self.curves: dict[str, Curve] = {}  # other runs on the plot, by path
         self.build_s = 0.0  # duration of the last plotext build (worker thread)
         self.redraws = 0  # builds shown so far (tests / bench read this)
         self.last_view: PlotView | None = None
+        self.last_views: dict[str, PlotView] = {}  # the other runs' views in the last build
+        self.last_text: Text | None = None  # the last plot as text (what "save" writes)
         self._strips: list[Strip] = []
         self._drawn_key: tuple | None = None
         self._building = False
         self._next_allowed = 0.0
         self._build_lock = threading.Lock()
+        self._view_cache: dict[tuple, PlotView] = {}
+
+    @property
+    def axis(self) -> Axis:
+        return self.options.axis
 
     def on_mount(self) -> None:
         self._update_titles()
@@ -68,19 +110,60 @@ class LossPlot(PlotextPlot):
 
     # ----------------------------------------------------------- controls
     def cycle_axis(self) -> Axis:
-        i = AXES.index(self.axis)
-        self.axis = AXES[(i + 1) % len(AXES)]
+        self._set(axis=AXES[(AXES.index(self.options.axis) + 1) % len(AXES)])
+        return self.options.axis
+
+    def toggle_log_y(self) -> bool:
+        self._set(log_y=not self.options.log_y)
+        return self.options.log_y
+
+    def cycle_zoom(self) -> int | None:
+        """The next zoom that shows fewer steps than this run has (then the whole run again)."""
+        n = len(self.history)
+        fitting = [z for z in ZOOMS if z is None or z < n]
+        i = fitting.index(self.options.zoom) if self.options.zoom in fitting else 0
+        self._set(zoom=fitting[(i + 1) % len(fitting)])
+        return self.options.zoom
+
+    def step_smoothing(self, direction: int) -> int:
+        i = SMOOTHINGS.index(self.options.smooth) if self.options.smooth in SMOOTHINGS else 0
+        self._set(smooth=SMOOTHINGS[min(len(SMOOTHINGS) - 1, max(0, i + direction))])
+        return self.options.smooth
+
+    def set_curves(self, curves: dict[str, Curve]) -> None:
+        self.curves = dict(curves)
+        self._view_cache = {k: v for k, v in self._view_cache.items() if k[0] in self.curves}
         self._update_titles()
         self.maybe_redraw(force=True)
-        return self.axis
+
+    def _set(self, **changes) -> None:
+        self.options = replace(self.options, **changes)
+        self._update_titles()
+        self.maybe_redraw(force=True)
+
+    def describe_options(self) -> str:
+        o = self.options
+        zoom = f"last {o.zoom:,} steps" if o.zoom else "whole run"
+        smooth = "engine average" if o.smooth == 0 else f"mean of {o.smooth}"
+        return f"x: {o.axis} · y: {'log' if o.log_y else 'linear'} · {zoom} · smoothing: {smooth}"
 
     def _update_titles(self) -> None:
-        self.border_title = f"loss · x: {self.axis}"
-        self.border_subtitle = (
-            "[rgb(125,125,160)]━ train[/] [rgb(64,196,255)]━ smoothed[/] [rgb(255,170,40)]● val[/]"
-        )
+        o = self.options
+        extras = [x for x in ("log y" if o.log_y else "", f"last {o.zoom:,}" if o.zoom else "",
+                              f"mean {o.smooth}" if o.smooth else "") if x]
+        self.border_title = f"loss · x: {o.axis}" + "".join(f" · {x}" for x in extras)
+        legend = "[rgb(125,125,160)]━ train[/] [rgb(64,196,255)]━ smoothed[/] [rgb(255,170,40)]● val[/]"
+        for curve in self.curves.values():
+            r, g, b = curve.color
+            legend += f" [rgb({r},{g},{b})]━ {curve.name}[/]"
+        self.border_subtitle = legend
 
     # ------------------------------------------------------------ drawing
+    def _key(self) -> tuple:
+        o = self.options
+        versions = tuple((path, c.history.version) for path, c in self.curves.items())
+        return (self.history.version, versions, o.axis, o.log_y, o.zoom, o.smooth, self.size.width, self.size.height)
+
     def maybe_redraw(self, force: bool = False) -> None:
         """Start a build if something changed (data: not before the adaptive interval)."""
         if not self.is_mounted or self._building:
@@ -88,37 +171,61 @@ class LossPlot(PlotextPlot):
         width, height = self.size.width, self.size.height
         if width < 10 or height < 4:
             return
-        key = (self.history.version, self.axis, width, height)
+        key = self._key()
         if key == self._drawn_key:
             return
-        only_data = self._drawn_key is not None and key[1:] == self._drawn_key[1:]
+        only_data = self._drawn_key is not None and key[2:] == self._drawn_key[2:]
         if only_data and not force and time.monotonic() < self._next_allowed:
             return
         self._building = True
         self._build(key, plotext_theme_name(self, self.app.theme))
 
+    def _view(self, path: str, curve: Curve, options: ViewOptions) -> PlotView:
+        """A run's view; a finished run's is computed once per set of options."""
+        if not curve.finished:
+            return curve.history.view(options)
+        key = (path, curve.history.version, options)
+        view = self._view_cache.get(key)
+        if view is None:
+            view = self._view_cache[key] = curve.history.view(options)
+        return view
+
     @work(thread=True, group="loss-plot", exit_on_error=False)
     def _build(self, key: tuple, theme: str) -> None:
-        _version, axis, width, height = key
+        width, height = key[-2], key[-1]
+        o = self.options
         t0 = time.perf_counter()
+        last = self.history.last_step
+        after = last - o.zoom if o.zoom and last is not None else None
+        options = ViewOptions(o.axis, max(8, width - 10), o.smooth, after)
         with self._build_lock:  # the Plot object is only ever used here
-            view = self.history.view(axis, buckets=max(8, width - 10))
+            view = self.history.view(options)
+            views = {path: self._view(path, c, options) for path, c in list(self.curves.items())}
             plt = self.plt
             plt.clear_figure()  # also resets ticks and titles
             plt.frame(True)
             plt.grid(False, False)
-            if view.n_points == 0 and not view.val_x:
+            xs = view.raw_x + view.val_x + [x for v in views.values() for x in v.smooth_x + v.val_x]
+            if not xs:
                 plt.xticks([0, 1], ["", ""])
                 plt.yticks([0, 1], ["", ""])
                 plt.title("waiting for the first step…")
             else:
+                for path, v in views.items():
+                    color = self.curves[path].color if path in self.curves else RAW_COLOR
+                    if v.smooth_x:
+                        plt.plot(v.smooth_x, v.smooth_y, marker="braille", color=color)
+                    if v.val_x:
+                        plt.scatter(v.val_x, v.val_y, marker="•", color=color)
                 if view.raw_x:
                     plt.plot(view.raw_x, view.raw_y, marker="braille", color=RAW_COLOR)
                 if view.smooth_x:
                     plt.plot(view.smooth_x, view.smooth_y, marker="braille", color=SMOOTH_COLOR)
                 if view.val_x:
                     plt.scatter(view.val_x, view.val_y, marker="●", color=VAL_COLOR)
-                self._set_xticks(view, width)
+                if o.log_y:
+                    plt.yscale("log")
+                self._set_xticks(xs, o.axis, width)
             plt.plotsize(width, height)
             plotext_set_size(plt, width, height)
             plt.theme(theme)
@@ -127,14 +234,18 @@ class LossPlot(PlotextPlot):
         console = self.app.console
         lines = console.render_lines(text, console.options.update(width=width, height=height), pad=True)
         strips = [Strip(line, width) for line in lines[:height]]
-        self.post_message(self.Built(strips, key, view, time.perf_counter() - t0))
+        names = {path: c.name for path, c in self.curves.items()}
+        built = _Built(strips, text, view, {names.get(p, p): v for p, v in views.items()})
+        self.post_message(self.Built(built, key, time.perf_counter() - t0))
 
     def on_loss_plot_built(self, message: Built) -> None:
         message.stop()
         self._building = False
-        self._strips = message.strips
+        self._strips = message.built.strips
         self._drawn_key = message.key
-        self.last_view = message.view
+        self.last_view = message.built.view
+        self.last_views = message.built.views
+        self.last_text = message.built.text
         self.build_s = message.seconds
         self.redraws += 1
         spacing = min(self.MAX_INTERVAL, max(self.interval, message.seconds / self.MAX_DUTY))
@@ -145,10 +256,24 @@ class LossPlot(PlotextPlot):
         if event.worker.group == "loss-plot" and event.worker.is_finished and event.worker.error is not None:
             self._building = False  # a failed build must not stop future ones
 
+    def save_svg(self, path, title: str) -> bool:
+        """The plot as shown, as an SVG image; False when nothing has been drawn yet."""
+        import io
+
+        from rich.console import Console
+
+        if self.last_text is None:
+            return False
+        console = Console(record=True, file=io.StringIO(), width=self.size.width, color_system="truecolor")
+        console.print(self.last_text)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(console.export_svg(title=title))
+        return True
+
     @property
     def up_to_date(self) -> bool:
-        """True when the plot on screen shows the current history, axis and size."""
-        return self._drawn_key == (self.history.version, self.axis, self.size.width, self.size.height)
+        """True when the plot on screen shows the current histories, options and size."""
+        return self._drawn_key == self._key()
 
     def render_line(self, y: int) -> Strip:
         """Line API: the strips were built off the UI thread (see ``_build``)."""
@@ -158,20 +283,17 @@ class LossPlot(PlotextPlot):
             return strip if strip.cell_length == width else strip.adjust_cell_length(width)
         return Strip.blank(width)
 
-    def _set_xticks(self, view: PlotView, width: int) -> None:
-        xs = view.raw_x + view.val_x
-        if not xs:
-            self.plt.xticks(None)
-            return
+    def _set_xticks(self, xs: list[float], axis: Axis, width: int) -> None:
         lo, hi = min(xs), max(xs)
         if hi <= lo:
             hi = lo + 1
-        n = max(2, min(5, width // 14))
-        ticks = np.linspace(lo, hi, n).tolist()
-        if view.axis == "tokens":
+        ticks = np.linspace(lo, hi, max(2, min(5, width // 14))).tolist()
+        if axis == "tokens":
             labels = [fmt.human_count(t, 1) for t in ticks]
-        elif view.axis == "epochs":
+        elif axis == "epochs":
             labels = [f"{t:.2f}" for t in ticks]
+        elif axis == "time":
+            labels = [fmt.duration(t) for t in ticks]
         else:
             labels = [fmt.human_count(round(t), 1) if t >= 10_000 else f"{round(t)}" for t in ticks]
         self.plt.xticks(ticks, labels)

@@ -7,7 +7,7 @@ from textual.widgets import TabbedContent, Tabs
 
 
 class Panels(TabbedContent):
-    ORDER = ("tab-play", "tab-ckpt", "tab-log")
+    ORDER = ("tab-play", "tab-ckpt", "tab-runs", "tab-samples", "tab-log")
 
     def __init__(self, **kwargs) -> None:
         super().__init__(initial=self.ORDER[0], **kwargs)

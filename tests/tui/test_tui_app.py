@@ -192,7 +192,8 @@ async def test_enter_streams_a_labelled_reply_while_training_continues(tiny_conf
         assert reply.label == "greedy" and reply.weights_step is not None and reply.weights_step >= step_before
         await wait_until(pilot, lambda: current_step(app) > step_before + 5, 30, "training during sampling")
         # evals every 10 steps keep re-triggering the (debounced) request; it must still be answered
-        await wait_until(pilot, lambda: main.probs.candidates, 30, "next-token candidates")
+        await wait_until(pilot, lambda: main.probs.candidates and main.probs.label == "greedy", 30,
+                         "next-token candidates under greedy")
         cands = main.probs.candidates
         assert len(cands) == 10 and abs(sum(c.filtered_prob for c in cands) - 1.0) < 0.05
 

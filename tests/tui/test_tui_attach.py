@@ -6,59 +6,16 @@ fixed timestamps and a fixed clock, so every pixel is deterministic.
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 
 import pytest
-from tui_helpers import checkpoint_dirs, press, record_notifications, wait_until
+from tui_helpers import T0, checkpoint_dirs, press, record_notifications, wait_until, write_static_run
 
-from gptmini import events as ev
 from gptmini_tui.app import GPTMiniApp
 from gptmini_tui.screens.help import HelpScreen
 from gptmini_tui.screens.main import ATTACHED_REASON
 
 pytestmark = pytest.mark.timeout(120)
-
-T0 = 1_700_000_000.0  # fixed wall clock for the static run
-
-
-def write_static_run(run_dir, steps: int = 240) -> None:
-    """A plausible finished-looking run: loss curve with noise, evals, a sample, paused at the end."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    bpe = 80
-    events: list[ev.Event] = [
-        ev.StateChanged(state="starting", step=0, time=T0),
-        ev.RunStarted(
-            run_name="demo", run_dir=str(run_dir), time=T0 + 1,
-            model_config={"n_layers": 4, "n_heads": 4, "d_model": 128, "context_length": 128, "vocab_size": 65},
-            n_params=812_160, corpus="tiny-shakespeare", corpus_bytes=1_115_394, train_tokens=1_003_854,
-            val_tokens=111_540, tokenizer="char", vocab_size=65, device="cpu", dtype="float32", batch_size=16,
-            grad_accum=1, world_size=1, context_length=128, epochs=3, batches_per_epoch=bpe, total_steps=3 * bpe,
-            start_step=0,
-        ),
-        ev.StateChanged(state="running", step=0, time=T0 + 2),
-    ]
-    smooth = None
-    for s in range(1, steps + 1):
-        loss = 1.6 + 2.6 * math.exp(-s / 45) + 0.12 * math.sin(s * 1.7) * math.cos(s * 0.31)
-        smooth = loss if smooth is None else 0.9 * smooth + 0.1 * loss
-        epoch, batch = (s - 1) // bpe + 1, (s - 1) % bpe + 1
-        events.append(ev.Step(
-            step=s, epoch=epoch, batch=batch, batches_per_epoch=bpe, total_steps=3 * bpe,
-            tokens_seen=s * 2048, loss=loss, loss_smooth=smooth, lr=1e-3 * min(1.0, s / 12), grad_norm=0.8,
-            tok_per_s=20480.0, eta_s=(3 * bpe - s) * 0.1, time=T0 + 2 + 0.1 * s,
-        ))
-        if s % 60 == 0:
-            val = 1.7 + 2.6 * math.exp(-s / 50)
-            events.append(ev.Eval(step=s, epoch=epoch, tokens_seen=s * 2048, val_loss=val, val_ppl=math.exp(val),
-                                  train_loss=smooth, best=True, time=T0 + 2.05 + 0.1 * s))
-            events.append(ev.Sample(step=s, prompt="ROMEO:", text=" the king is not the", time=T0 + 2.06 + 0.1 * s))
-    events.append(ev.StateChanged(state="paused", step=steps, time=T0 + 3 + 0.1 * steps))
-    with (run_dir / "metrics.jsonl").open("w") as fh:
-        for e in events:
-            fh.write(json.dumps(e.to_record()) + "\n")
-
 
 def static_app(tmp_path) -> GPTMiniApp:
     run_dir = tmp_path / "demo"

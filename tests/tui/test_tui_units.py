@@ -9,7 +9,7 @@ import pytest
 
 from gptmini import events as ev
 from gptmini import fmt
-from gptmini.history import LossHistory, downsample
+from gptmini.history import LossHistory, ViewOptions, downsample, moving_average
 from gptmini_tui.bridge import EngineBridge
 from gptmini_tui.messages import engine, engine_message
 from gptmini_tui.settings import PlaygroundSettings
@@ -27,11 +27,11 @@ def test_history_keeps_everything_and_downsamples_to_the_width():
     for i in range(1, 100_001):
         h.add_step(i, i * 128, i / 1000, 3.0 + math.sin(i), 3.0)
     assert len(h) == 100_000
-    view = h.view("steps", buckets=100)
+    view = h.view(ViewOptions("steps", buckets=100))
     assert view.n_points == 100_000
     assert len(view.smooth_x) == 100 and len(view.raw_x) == 200  # a min and a max per bucket
     assert min(view.raw_y) == pytest.approx(2.0, abs=1e-3) and max(view.raw_y) == pytest.approx(4.0, abs=1e-3)
-    tokens = h.view("tokens", buckets=10)
+    tokens = h.view(ViewOptions("tokens", buckets=10))
     assert tokens.smooth_x[-1] > 10_000_000
 
 
@@ -46,6 +46,23 @@ def test_history_truncates_on_restore_and_on_repeated_steps():
     assert list(h.train.step)[-1] == 42 and list(h.val.step) == [10, 20, 30, 40] and h.version > v0
     h.add_step(30, 30, 30, 1.0, 1.0)  # a resume from an older step drops the stale tail by itself
     assert list(h.train.step) == list(range(1, 31))
+
+
+def test_views_smooth_over_a_window_zoom_to_the_last_steps_and_put_wall_time_on_x():
+    h = LossHistory()
+    for i in range(1, 1001):
+        h.add_step(i, i * 64, i / 100, 2.0 + (1.0 if i % 2 else -1.0), 9.0, time=1000.0 + 0.5 * i)
+        if i % 100 == 0:
+            h.add_eval(i, i * 64, i / 100, 1.5, time=1000.0 + 0.5 * i)
+    engine = h.view(ViewOptions(buckets=2000))
+    assert set(engine.smooth_y) == {9.0}  # smooth=0: the engine's own running average
+    windowed = h.view(ViewOptions(buckets=2000, smooth=10))
+    assert windowed.smooth_y[-1] == pytest.approx(2.0) and windowed.raw_y[0] == 3.0  # raw stays raw
+    zoomed = h.view(ViewOptions(buckets=2000, after_step=900))
+    assert zoomed.n_points == 100 and min(zoomed.raw_x) == 901 and zoomed.val_x == [1000.0]
+    timed = h.view(ViewOptions("time", buckets=2000))
+    assert timed.raw_x[0] == 0.0 and timed.val_x[-1] == pytest.approx(499.5)  # seconds since the first step
+    assert moving_average(np.array([1.0, np.nan, 3.0, 5.0]), 2).tolist() == [1.0, 1.0, 3.0, 4.0]
 
 
 def test_downsample_skips_non_finite_losses():
