@@ -129,7 +129,7 @@ class _EventLines(ev.Handler):
         if e.init_from:
             resumed += f"; started from {e.init_from}'s weights"
         if e.changed:
-            resumed += " with " + ", ".join(f"--{k.replace('_', '-')} {_value(old)} → {_value(new)}"
+            resumed += " with " + ", ".join(f"--{k.replace('_', '-')} {option_value(old)} → {option_value(new)}"
                                             for k, (old, new) in e.changed.items())
         return Line("info", Text(
             f"run {e.run_name}: {human_count(e.n_params)} params ({mc.get('n_layers')} layers, "
@@ -181,8 +181,13 @@ class _EventLines(ev.Handler):
             f"{duration(e.elapsed_s)}, {e.tokens_seen:,} tokens"))
 
 
-def _value(value) -> str:
-    return "default" if value is None else str(value)
+def option_value(value) -> str:
+    """An option's value as a person reads it: ``default`` when unset, a list as its items."""
+    if value is None:
+        return "default"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
 
 
 _LINES = _EventLines()

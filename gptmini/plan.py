@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gptmini.config import ModelConfig, preset_config
 from gptmini.errors import ConfigError, CorpusError
+from gptmini.fmt import option_value
 from gptmini.options import BY_NAME, FIXED_ON_RESUME
 from gptmini.train_config import TrainConfig
 
@@ -125,7 +126,8 @@ def resume_changes(cfg: TrainConfig, manifest: dict[str, Any]) -> dict[str, list
             changes[name] = [old, new]
     fixed = [n for n in changes if n in FIXED_ON_RESUME and n not in MODEL_DIM_OPTIONS + ("preset",)]
     if fixed:
-        said = "; ".join(f"{BY_NAME[n].flag} was {_show(changes[n][0])}, now {_show(changes[n][1])}" for n in fixed)
+        said = "; ".join(f"{BY_NAME[n].flag} was {option_value(changes[n][0])}, now {option_value(changes[n][1])}"
+                         for n in fixed)
         raise ConfigError(
             f"--resume continues a run exactly, and its checkpoint fixes {', '.join(BY_NAME[n].flag for n in fixed)} "
             f"({said}); drop {'them' if len(fixed) > 1 else 'it'}, or start a new run")
@@ -139,11 +141,3 @@ def _same(name: str, old: Any, new: Any) -> bool:
 
         return resolved(old) == resolved(new) or [Path(p).name for p in old] == [Path(p).name for p in new]
     return old == new
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "not set"
-    if isinstance(value, list):
-        return " ".join(map(str, value))
-    return str(value)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gptmini import events as ev
+from gptmini.fmt import option_value
 from gptmini.history import LossHistory
 from gptmini.metrics import METRICS_FILE, MetricsFollower
 
@@ -92,7 +93,7 @@ def options_diff(a: RunSummary, b: RunSummary) -> list[str]:
     for key in sorted(set(a.options) | set(b.options)):
         old, new = a.options.get(key), b.options.get(key)
         if old != new:
-            out.append(f"{key.removeprefix('model.')} {_show(old)} → {_show(new)}")
+            out.append(f"{key.removeprefix('model.')} {option_value(old)} → {option_value(new)}")
     return out
 
 
@@ -169,14 +170,6 @@ def _model_name(train: dict[str, Any], model: dict[str, Any]) -> str:
         return (f"{model.get('n_layers', '?')}L {model.get('n_heads', '?')}H d{model.get('d_model', '?')} "
                 f"ctx{model.get('context_length', '?')}")
     return str(train["preset"])
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "default"
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return str(value)
 
 
 class RunIndex:
