@@ -620,7 +620,8 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=8, help="micro-model headless/app pairs (8, ABBA order)")
     ap.add_argument("--steps", type=int, default=3000, help="steps per micro-model throughput run (3000)")
     ap.add_argument("--demo-steps", type=int, default=100, help="steps per cpu-demo throughput run (100)")
-    ap.add_argument("--demo-pairs", type=int, default=4, help="cpu-demo headless/app pairs (4; 0 skips)")
+    ap.add_argument("--demo-pairs", type=int, default=4,
+                    help="cpu-demo headless/app pairs (4; 0 skips the cpu-demo model, in (1b) too)")
     ap.add_argument("--windows", type=int, default=20,
                     help="(1b) windows per side of the interleaved real-process comparison (20; 0 skips)")
     ap.add_argument("--window", type=float, default=4.0, help="(1b) seconds per window (4)")
@@ -680,8 +681,9 @@ def main() -> int:
               "`gptmini-tui` in a 120x40 pty ...", flush=True)
         il_micro = bench_interleaved_repeats(corpus, work, tiny_options, args.windows, args.window, args.repeats)
         _print_il("micro", il_micro)
-        il_demo = bench_interleaved_repeats(corpus, work, demo_options, args.windows, args.window, args.repeats)
-        _print_il("cpu-demo", il_demo)
+        if args.demo_pairs:
+            il_demo = bench_interleaved_repeats(corpus, work, demo_options, args.windows, args.window, args.repeats)
+            _print_il("cpu-demo", il_demo)
         if args.control:
             print("(1b) control: the same with `gptmini train` against itself ...", flush=True)
             ctl_micro = bench_interleaved_repeats(corpus, work, tiny_options, args.windows, args.window,

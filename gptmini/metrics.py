@@ -95,11 +95,17 @@ class MetricsFollower:
         self._offset = 0
         self._partial = b""
 
-    def poll(self) -> list[Event]:
+    @property
+    def offset(self) -> int:
+        """Bytes of the file read so far."""
+        return self._offset
+
+    def poll(self, max_bytes: int = -1) -> list[Event]:
+        """The events written since the last poll (at most about ``max_bytes`` of them: call again for more)."""
         try:
             with self.path.open("rb") as fh:
                 fh.seek(self._offset)
-                data = fh.read()
+                data = fh.read(max_bytes)
         except FileNotFoundError:
             return []
         self._offset += len(data)

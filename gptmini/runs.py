@@ -54,37 +54,74 @@ def find_run_folders(*roots: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: found[p])
 
 
+class _MetricsScan:
+    """What a run's ``metrics.jsonl`` says so far, read incrementally: each call reads only what was
+    appended since the last (the current run's file grows by megabytes; re-reading it would cost)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.last_step: dict[str, Any] | None = None
+        self.started: dict[str, Any] | None = None
+        self.best_val: float | None = None
+        self.finished = False
+
+    def update(self) -> None:
+        try:
+            with self.path.open("rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                if size < self.offset:  # rewritten: start over
+                    self.__init__(self.path)
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1  # whole lines only; a line being written waits for the next call
+        data = data[:end]
+        self.offset += end
+        if not data:
+            return
+        step = _last_record(data, "step")
+        self.last_step = step or self.last_step
+        self.started = self.started or _first_record(data, "run_started")
+        ended = [m.start() for m in _event(b"finished").finditer(data)]
+        began = [m.start() for m in _event(b"run_started").finditer(data)]
+        if ended or began:  # finished, unless it was resumed after its last end
+            self.finished = max(ended, default=-1) > max(began, default=-1)
+        for match in _event(b"eval").finditer(data):
+            record = _line_at(data, match.start())
+            val = record.get("val_loss") if record else None
+            if isinstance(val, (int, float)) and (self.best_val is None or val < self.best_val):
+                self.best_val = val
+
+    def summary(self, now: float) -> RunSummary:
+        path = self.path.parent
+        config = _read_json(path / "config.json")
+        started = self.started or {}
+        model = config.get("model", {}) or started.get("model_config", {})
+        train = config.get("train", {})
+        try:
+            updated = self.path.stat().st_mtime
+        except OSError:
+            updated = 0.0
+        step = self.last_step or {}
+        return RunSummary(
+            path=path, name=path.name, model=_model_name(train, model),
+            tokenizer=(config.get("tokenizer") or {}).get("name") or started.get("tokenizer", "?"),
+            corpus=(config.get("resolved") or {}).get("corpus") or started.get("corpus", "?"),
+            steps=int(step.get("step", 0)), tokens=int(step.get("tokens_seen", 0)), best_val=self.best_val,
+            started=started.get("time"), updated=updated, live=not self.finished and now - updated < LIVE_WITHIN_S,
+            options={**{k: v for k, v in train.items() if k not in ("out", "run_name", "resume")},
+                     **{f"model.{k}": v for k, v in model.items()}},
+        )
+
+
 def summarize(path: str | Path, now: float | None = None) -> RunSummary:
     """What a run is and how far it got, from its ``config.json`` and ``metrics.jsonl`` (read, not parsed
     whole: only the event lines that matter)."""
-    path = Path(path)
-    now = time.time() if now is None else now
-    metrics = path / METRICS_FILE
-    config = _read_json(path / "config.json")
-    data = metrics.read_bytes() if metrics.is_file() else b""
-    last_step = _last_record(data, "step")
-    started = _first_record(data, "run_started")
-    finished = _event(b"finished").search(data[-4096:]) is not None
-    best = None
-    for match in _event(b"eval").finditer(data):
-        record = _line_at(data, match.start())
-        val = record.get("val_loss") if record else None
-        if isinstance(val, (int, float)) and (best is None or val < best):
-            best = val
-    model = config.get("model", {}) or (started or {}).get("model_config", {})
-    train = config.get("train", {})
-    updated = metrics.stat().st_mtime if metrics.is_file() else 0.0
-    return RunSummary(
-        path=path, name=path.name,
-        model=_model_name(train, model),
-        tokenizer=(config.get("tokenizer") or {}).get("name") or (started or {}).get("tokenizer", "?"),
-        corpus=(config.get("resolved") or {}).get("corpus") or (started or {}).get("corpus", "?"),
-        steps=int((last_step or {}).get("step", 0)), tokens=int((last_step or {}).get("tokens_seen", 0)),
-        best_val=best, started=(started or {}).get("time"), updated=updated,
-        live=not finished and now - updated < LIVE_WITHIN_S,
-        options={**{k: v for k, v in train.items() if k not in ("out", "run_name", "resume")},
-                 **{f"model.{k}": v for k, v in model.items()}},
-    )
+    scan = _MetricsScan(Path(path) / METRICS_FILE)
+    scan.update()
+    return scan.summary(time.time() if now is None else now)
 
 
 def options_diff(a: RunSummary, b: RunSummary) -> list[str]:
@@ -109,12 +146,18 @@ class RunCurve:
         self._follower = MetricsFollower(self.path)
 
     def poll(self) -> int:
-        """Take in what the run wrote since the last poll; how many events that was."""
-        events = self._follower.poll()
-        for event in events:
-            if not isinstance(event, (ev.Sample, ev.DataProgress)):
-                self._record.handle(event)
-        return len(events)
+        """Take in what the run wrote since the last poll; how many events that was. A long run's file is
+        read a few megabytes at a time, so loading one never holds all of its events at once."""
+        total = 0
+        while True:
+            before = self._follower.offset
+            events = self._follower.poll(max_bytes=4 << 20)
+            for event in events:
+                if not isinstance(event, (ev.Sample, ev.DataProgress)):
+                    self._record.handle(event)
+            total += len(events)
+            if self._follower.offset == before:
+                return total
 
     @property
     def finished(self) -> bool:
@@ -173,31 +216,32 @@ def _model_name(train: dict[str, Any], model: dict[str, Any]) -> str:
 
 
 class RunIndex:
-    """The run folders under some roots, summarized; a run is summarized again only when its metrics changed."""
+    """The run folders under some roots, summarized; each run's metrics are read once, then only what is
+    appended to them (a finished run costs nothing more, a live one what it wrote since)."""
 
     def __init__(self, *roots: str | Path) -> None:
         self.roots: list[Path] = [Path(r).expanduser() for r in roots]
-        self._cache: dict[Path, tuple[tuple[float, int], RunSummary]] = {}
+        self._scans: dict[Path, _MetricsScan] = {}
+        self._lock = threading.Lock()
 
     def add_root(self, root: str | Path) -> None:
         root = Path(root).expanduser()
-        if root not in self.roots:
-            self.roots.append(root)
+        with self._lock:
+            if root not in self.roots:
+                self.roots.append(root)
 
     def refresh(self) -> list[RunSummary]:
-        """Every run found now, oldest first (blocking: reads the metrics of runs that changed)."""
+        """Every run found now, oldest first (blocking: reads what the runs appended since the last call)."""
         now = time.time()
+        with self._lock:
+            roots = list(self.roots)
         out = []
-        for path in find_run_folders(*self.roots):
-            try:
-                stat = (path / METRICS_FILE).stat()
-            except OSError:
-                continue
-            stamp = (stat.st_mtime, stat.st_size)
-            cached = self._cache.get(path)
-            if cached is None or cached[0] != stamp or cached[1].live:
-                cached = self._cache[path] = (stamp, summarize(path, now))
-            out.append(cached[1])
+        for path in find_run_folders(*roots):
+            scan = self._scans.get(path)
+            if scan is None:
+                scan = self._scans[path] = _MetricsScan(path / METRICS_FILE)
+            scan.update()
+            out.append(scan.summary(now))
         return out
 
 
@@ -209,6 +253,7 @@ class Comparison:
         self.shown: dict[Path, RunCurve] = {}
         self.colors: dict[Path, int] = {}
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
 
     def color(self, path: Path) -> int:
         with self._lock:
@@ -220,8 +265,9 @@ class Comparison:
         with self._lock:
             if self.shown.pop(path, None) is not None:
                 return False
-        curve = RunCurve(path)
-        curve.poll()
+        with self._loading:  # one run loads at a time: a few at once would only hold more memory
+            curve = RunCurve(path)
+            curve.poll()
         self.color(path)
         with self._lock:
             self.shown[path] = curve

@@ -45,16 +45,23 @@ def test_runs_are_found_summarized_and_told_apart(two_runs):
     assert find_run_folders(two_runs / "base") == [folders[0]]  # a run folder is its own root
 
 
-def test_the_index_rereads_only_runs_that_changed(two_runs, monkeypatch):
-    index = RunIndex(two_runs)
-    first = index.refresh()
-    calls = []
-    monkeypatch.setattr("gptmini.runs.summarize", lambda path, now=None: calls.append(path) or first[0])
-    assert [s.name for s in index.refresh()] == ["base", "slow"] and calls == []  # unchanged: cached
-    metrics = two_runs / "slow" / "metrics.jsonl"
-    metrics.write_bytes(metrics.read_bytes())  # rewritten (a new mtime)
-    index.refresh()
-    assert [p.name for p in calls] == ["slow"]
+def test_the_index_reads_only_what_runs_appended(two_runs, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(two_runs, root)
+    index = RunIndex(root)
+    first = {s.name: s for s in index.refresh()}
+    metrics = root / "slow" / "metrics.jsonl"
+    offsets = {p.name: scan.offset for p, scan in index._scans.items()}
+    assert offsets["slow"] == metrics.stat().st_size
+    step = json.loads([line for line in metrics.read_text().splitlines() if '"event":"step"' in line][-1])
+    step["step"], step["tokens_seen"] = 7, 7 * 128
+    with metrics.open("a") as fh:
+        fh.write(json.dumps(step) + "\n" + '{"event":"step","step":8')  # and half a line, still being written
+    again = {s.name: s for s in index.refresh()}
+    assert again["slow"].steps == 7 and again["base"] == first["base"]
+    assert index._scans[metrics.parent.resolve()].offset < metrics.stat().st_size  # the half line waits
 
 
 def test_a_comparison_loads_curves_and_keeps_each_runs_colour(two_runs):

@@ -58,6 +58,7 @@ class RunsPanel(Vertical):
         self.table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         self.diff = Static("", id="runs-diff")
         self._busy = False
+        self._dirty = False  # the list changed while the panel was hidden: draw it when it shows
 
     def compose(self) -> ComposeResult:
         yield self.table
@@ -94,7 +95,19 @@ class RunsPanel(Vertical):
         self.summaries = message.summaries
         self._show()
 
+    def on_show(self) -> None:
+        if self._dirty:
+            self._show()
+
+    def on_resize(self) -> None:
+        if self._dirty:
+            self._show()
+
     def _show(self) -> None:
+        if self.size.width == 0:  # hidden behind another tab: a redraw nobody sees costs the UI thread
+            self._dirty = True
+            return
+        self._dirty = False
         table = self.table
         selected = self.selected()
         table.clear()
