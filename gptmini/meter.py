@@ -32,8 +32,9 @@ class Throughput:
     """Tokens per second over the recent steps, with time spent not training left out.
 
     Evaluations, saves and pauses are ``exclude``-d. The first group of steps (compilation,
-    allocator warm-up) is dropped as soon as a second one exists, so tok/s, MFU and ETA show
-    the steady state.
+    allocator warm-up) is dropped as soon as a second one exists, and so is any group that took more
+    than twice the typical time per token (a recompilation after an evaluation, a page-in): tok/s, MFU
+    and ETA show the steady state, which is then the wall clock's tokens over time for the same steps.
     """
 
     def __init__(self, flops_per_token: float, peak_flops: float | None, window: int = 20,
@@ -64,7 +65,9 @@ class Throughput:
             self._first = span
         elif len(self._spans) > 1 and self._spans[0] is self._first:
             self._spans.popleft()
-        self.rate = sum(t for t, _ in self._spans) / sum(d for _, d in self._spans)
+        typical = sorted(d / t for t, d in self._spans)[len(self._spans) // 2]
+        steady = [(t, d) for t, d in self._spans if d / t <= 2 * typical]
+        self.rate = sum(t for t, _ in steady) / sum(d for _, d in steady)
         return self.rate
 
     def eta(self, tokens_left: int) -> float | None:

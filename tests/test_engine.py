@@ -338,3 +338,34 @@ def test_closing_the_checkpoint_writer_waits_for_its_thread(monkeypatch):
     release.set()
     closer.join(30)
     assert not closer.is_alive() and not writer._thread.is_alive()
+
+
+def test_the_throughput_readout_leaves_out_warm_up_and_hiccups():
+    from gptmini.meter import Throughput
+
+    now = [0.0]
+    meter = Throughput(flops_per_token=6.0, peak_flops=60.0, window=20, clock=lambda: now[0])
+    for i, seconds in enumerate([30.0] + [0.1] * 10 + [5.0] + [0.1] * 5):  # compile, steady, a recompile
+        now[0] += seconds
+        rate = meter.add(1000)
+    assert rate == pytest.approx(10_000)  # 1,000 tokens per 0.1 s: neither the first group nor the hiccup count
+    now[0] += 1.0
+    meter.exclude(0.9)  # an evaluation took 0.9 s of it
+    assert meter.add(1000) == pytest.approx(10_000) and meter.mfu == pytest.approx(1000.0)
+
+
+def test_tok_s_agrees_with_the_wall_clock_of_the_same_steps(tiny_text, tmp_path):
+    """What the counters show is what is measured: the readout over its window equals the tokens those steps
+    trained over the time they took, as the steps' own wall-clock time stamps tell (a step that took over
+    twice the typical time is left out of both: a hiccup, not the steady state)."""
+    rec = Recorder()
+    trainer = Trainer(tiny_config(tiny_text, tmp_path / "run", max_steps=80, eval_interval=100_000))
+    trainer.subscribe(rec)
+    trainer.run()
+    steps = rec.of(ev.Step)
+    window = steps[-21:]  # the readout's window: 20 spans of one step each on the CPU
+    gaps = [(b.tokens_seen - a.tokens_seen, b.time - a.time) for a, b in zip(window, window[1:])]
+    typical = sorted(d / t for t, d in gaps)[len(gaps) // 2]
+    steady = [(t, d) for t, d in gaps if d / t <= 2 * typical]
+    wall = sum(t for t, _ in steady) / sum(d for _, d in steady)
+    assert steps[-1].tok_per_s == pytest.approx(wall, rel=0.10)  # the two clocks are read microseconds apart
