@@ -81,7 +81,7 @@ class MainScreen(Screen):
         self.checkpoints = CheckpointsPanel(lister=session.list_checkpoints, clock=clock, id="checkpoints")
         self.log_panel = EventLog(id="log")
         self.probs = ProbsView(source=session.sampling_source, id="probs")
-        self.compare = list(compare or [])
+        self.compare = list(compare or [])  # put on the plot once this run trains (its start comes first)
         self.comparison = Comparison()
         self.runs = RunsPanel(RunIndex(*self.compare), self.comparison, lambda: session.run_dir, clock=clock,
                               id="runs")
@@ -129,7 +129,14 @@ class MainScreen(Screen):
             self.runs.index.add_root(self.attach_dir.parent)
         else:
             self.begin_run(self.config, paused=self.start_paused)
-        self.runs.show_paths([p for root in self.compare for p in find_run_folders(root)])
+        if self.attached:
+            self._show_compared()
+
+    def _show_compared(self) -> None:
+        """Load the ``--compare`` runs onto the plot (once): reading millions of logged steps takes the
+        interpreter for seconds, so it waits until this run has trained a step, paused or ended."""
+        paths, self.compare = [p for root in self.compare for p in find_run_folders(root)], []
+        self.runs.show_paths(paths)
 
     # ================================================================= runs
     def begin_run(self, config: Any, paused: bool = False) -> None:
@@ -205,6 +212,7 @@ class MainScreen(Screen):
     def _step(self) -> None:
         if self._shown_step is None:
             self._update_counters()  # the first step shows at once; later ones on the tick
+            self._show_compared()
 
     @on(engine(ev.RunStarted))
     def _run_started(self, message) -> None:
@@ -239,6 +247,8 @@ class MainScreen(Screen):
         elif e.state == RunState.PAUSED and not self.attached:
             detail = "press space to resume" if e.step else "press space to start"
         self.set_state(e.state, detail)
+        if e.state not in (RunState.RUNNING, RunState.STARTING):
+            self._show_compared()
         if e.state.ended and not self.attached:
             self.checkpoints.set_controls_enabled(False, "the run has ended · n starts a new one")
         if e.state not in (RunState.RUNNING, RunState.STARTING):

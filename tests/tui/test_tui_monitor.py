@@ -8,6 +8,7 @@ import csv
 import pytest
 from tui_helpers import T0, current_step, press, wait_until, write_static_run
 
+from gptmini.events import RunState
 from gptmini_tui.app import GPTMiniApp
 from gptmini_tui.widgets.runs import color_of
 
@@ -125,6 +126,18 @@ async def test_attach_rebuilds_the_timeline_and_compare_shows_runs_from_the_star
         await wait_until(pilot, lambda: len(app.session.record.samples) == 4, 30, "the samples from metrics.jsonl")
         await wait_until(pilot, lambda: main.samples.count == 4, 30, "the timeline")
         await wait_until(pilot, lambda: sorted(shown(app)) == ["alpha", "beta", "gamma"], 30, "--compare runs")
+
+
+async def test_compared_runs_join_the_plot_once_this_run_has_started(tiny_config, tmp_path):
+    """--compare beside a new run: this run's start comes first (loading millions of logged steps would hold
+    it up), then the compared runs load: after the first step, or at once when the run waits paused."""
+    root, live = runs_beside(tmp_path)
+    for paused in (True, False):
+        app = GPTMiniApp(tiny_config(out=str(live / str(paused))), start_paused=paused, compare=[root])
+        async with app.run_test(size=SIZE) as pilot:
+            main = app.main
+            await wait_until(pilot, lambda: sorted(shown(app)) == ["alpha", "beta", "gamma"], 60, "--compare runs")
+            assert app.session.state == RunState.PAUSED and current_step(app) == 0 if paused else current_step(app) >= 1
 
 
 async def test_export_saves_the_plot_and_the_metrics(tiny_config, tmp_path, monkeypatch):
