@@ -95,6 +95,11 @@ class RunsPanel(Vertical):
         self.summaries = message.summaries
         self._show()
 
+    @property
+    def drawn(self) -> bool:
+        """The table shows the newest listing (it is drawn only while the panel is visible)."""
+        return self.size.width > 0 and not self._dirty and self.table.row_count == len(self.summaries)
+
     def on_show(self) -> None:
         if self._dirty:
             self._show()

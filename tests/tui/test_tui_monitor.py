@@ -41,6 +41,7 @@ async def test_runs_are_listed_toggled_onto_the_plot_with_stable_colours_and_dif
         assert by_name["alpha"].steps == 240 and not by_name["alpha"].live and by_name["alpha"].best_val is not None
         assert by_name["live"].live
         await press(pilot, "v", "v", until=lambda: main.tabs.active == "tab-runs", what="the Runs panel")
+        await wait_until(pilot, lambda: main.runs.drawn, 30, "the runs table drawn")  # else its redraw moves the cursor
         table = main.runs.table
 
         def highlight(name: str) -> None:
@@ -170,6 +171,7 @@ def test_snapshot_of_the_compare_view(snap_compare, tmp_path):
         await wait_until(pilot, lambda: len(main.runs.summaries) == 4, 30, "the runs listed")
         main.tabs.show("tab-runs")
         await wait_until(pilot, lambda: main.tabs.active == "tab-runs", 30, "the Runs panel")
+        await wait_until(pilot, lambda: main.runs.drawn, 30, "the runs table drawn")
         main.plot.maybe_redraw(force=True)
         await wait_until(pilot, lambda: main.plot.up_to_date and len(main.plot.last_views) == 3, 30, "the plot")
         await wait_until(pilot, lambda: main.probs.message.startswith("no checkpoint"), 30, "the probs panel")
