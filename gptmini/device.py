@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gptmini.config import ModelConfig
 from gptmini.errors import ConfigError
 
 # Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s).
@@ -61,7 +62,46 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
 
 
-def choose_precision(device: torch.device, dtype: str = "auto") -> DeviceChoice:
+# x86 CPU flags (Linux /proc/cpuinfo) of bf16 arithmetic in hardware: AVX-512 BF16, and AMX's bf16 tiles.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Does this CPU compute in bf16 natively? Read from the ``flags`` of ``/proc/cpuinfo`` (or ``cpuinfo``).
+    Where that cannot be read (macOS, Windows) the answer is no: without native bf16, bf16 autocast is
+    emulated and slower than fp32, so ``--dtype auto`` must never pick it there."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return any(flag in line.split(":", 1)[1].split() for flag in NATIVE_BF16_FLAGS)
+    return False
+
+
+# Where bf16 autocast trains faster than fp32 on a CPU with native bf16 (bench/README_demo.md, "levers"): a
+# GPT-2-size vocabulary at 256 wide and more (1.2x alone, 2.0x compiled, at 4 layers, context 256). On the
+# char-level demo shapes it is slower (0.9x), so there fp32 stays.
+CPU_BF16_MIN_VOCAB = 1024
+CPU_BF16_MIN_WIDTH = 256
+
+
+def cpu_prefers_bf16(model: ModelConfig | None, native_bf16: bool | None = None) -> bool:
+    """Would bf16 autocast train ``model`` faster than fp32 on this CPU? Only with native bf16."""
+    if model is None or model.vocab_size < CPU_BF16_MIN_VOCAB or model.d_model < CPU_BF16_MIN_WIDTH:
+        return False
+    return cpu_has_native_bf16() if native_bf16 is None else native_bf16
+
+
+def choose_precision(device: torch.device, dtype: str = "auto", model: ModelConfig | None = None) -> DeviceChoice:
+    """The precision to train ``model`` in. ``auto``: bf16 on a GPU that has it (else fp16 with a loss
+    scaler); on a CPU bf16 only where it computes bf16 natively and the model is one it speeds up; fp32
+    elsewhere."""
+    if dtype == "auto" and device.type == "cpu":
+        return DeviceChoice(device, torch.bfloat16 if cpu_prefers_bf16(model) else None, False)
     if dtype == "float32" or (dtype == "auto" and device.type != "cuda"):
         return DeviceChoice(device, None, False)
     if device.type == "cpu" and dtype in ("bfloat16", "float16"):

@@ -40,7 +40,7 @@ from gptmini.checkpoint import (
 )
 from gptmini.ckpt_writer import CheckpointWriter, SaveResult
 from gptmini.config import ModelConfig
-from gptmini.device import DeviceChoice, device_name, peak_flops
+from gptmini.device import DeviceChoice, choose_precision, device_name, peak_flops
 from gptmini.distributed import Ranks, any_rank, init_distributed, teardown_distributed
 from gptmini.errors import ConfigError, CorpusError, GPTMiniError, TokenizerError
 from gptmini.estimate import check_run_size
@@ -284,7 +284,7 @@ class Trainer:
         self._lock = RunLock(self.run_dir)
         if self.ranks.is_main and self.run_dir.is_dir():  # refused before any work; a new folder: once made
             self._lock.acquire()
-        self.device, self.precision = choose_device(cfg, self.ranks)
+        self.device = choose_device(cfg, self.ranks)
         self.corpus, self.tokenizer, self.token_data = load_data(cfg, resume, self._emit)
         self._build_model(resume, init)
         self._open_run_dir(resume)
@@ -294,6 +294,7 @@ class Trainer:
 
         cfg, device, tokens = self.config, self.device, self.token_data
         self.model_config = model_cfg = run_model_config(cfg, self.tokenizer.vocab_size, resume, init)
+        self.precision = choose_precision(device, cfg.dtype, model_cfg)
         T = model_cfg.context_length
         check_fits(tokens, T, cfg.batch_size)
         warning = check_run_size(model_cfg, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, device=device,
@@ -310,7 +311,7 @@ class Trainer:
         self.plan = plan = plan_run(cfg, batches_per_epoch=self.batches.batches_per_epoch, context_length=T,
                                     world_size=self.ranks.world_size, device_type=device.type)
         self.optimizer = make_optimizer(model, plan.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
-                                        device_type=device.type)
+                                        device_type=device.type, kind=plan.optimizer)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.use_scaler)
         self.val_set = eval_batches(tokens.val, T, cfg.batch_size, cfg.eval_batches)
         self.train_eval_set = eval_batches(tokens.train, T, cfg.batch_size, cfg.eval_batches)
@@ -353,7 +354,8 @@ class Trainer:
             context_length=self.model_config.context_length, epochs=plan.n_epochs,
             batches_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps, start_step=self.step,
             resumed_from=str(resume.path) if resume is not None else None, changed=self.changed,
-            init_from=cfg.init_from, sample_prompt=self.sample_prompt))
+            init_from=cfg.init_from, sample_prompt=self.sample_prompt, optimizer=plan.optimizer,
+            compiled=plan.compile))
 
     # ----------------------------------------------------------------- loop
     def _loop(self) -> str:
@@ -543,8 +545,8 @@ class Trainer:
         sources, opt_meta = self._state_tensors()
         manifest = training_manifest(
             self._position(), model_config=self.model_config, tokenizer=self.tokenizer,
-            train_config=self.config.to_dict(), optimizer_meta=opt_meta, scaler_state=self.scaler.state_dict(),
-            schedule=self.plan.schedule(), corpus=self.corpus.name, n_params=self.model.num_params(),
+            train_config={**self.config.to_dict(), "optimizer": self.plan.optimizer}, optimizer_meta=opt_meta,
+            scaler_state=self.scaler.state_dict(), schedule=self.plan.schedule(), corpus=self.corpus.name, n_params=self.model.num_params(),
             data_seed=self.config.seed)
         self._writer.submit(sources, rng_tensors(self.device), run_dir=self.run_dir, step=self.step,
                             manifest=manifest, best=best, keep_last=self.config.keep_last, reason=reason,

@@ -119,6 +119,8 @@ class RunStarted(Event):
     changed: dict = field(default_factory=dict)  # options a resume changed: {name: [old, new]}
     init_from: str | None = None  # the run started from these pretrained weights (--init-from)
     sample_prompt: str | None = None  # the prompt of the samples after each evaluation
+    optimizer: str = "adamw"  # adamw, or muon (for the blocks' matrices)
+    compiled: bool = False  # torch.compile: the first step waits for the compilation
     time: float = field(default_factory=_now)
 
 

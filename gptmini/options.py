@@ -20,6 +20,7 @@ from gptmini.errors import ConfigError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 TOKENIZERS = ("gpt2", "char")
+OPTIMIZERS = ("adamw", "muon")
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,15 @@ OPTIONS: tuple[Option, ...] = (
     _opt("max_steps", "int", "training", "optimizer steps; overrides --epochs"),
     _opt("batch_size", "int", "training", "sequences per micro-batch (16)"),
     _opt("grad_accum", "int", "training", "micro-batches per optimizer step (1)"),
-    _opt("lr", "float", "training", "peak learning rate"),
+    _opt("lr", "float", "training", "peak learning rate (default: the preset's; cpu-demo 5e-3, else 1e-3 up to "
+                                    "384 wide, 6e-4 above)"),
     _opt("min_lr", "float", "training", "final learning rate (lr/10)"),
-    _opt("warmup_steps", "int", "training"),
+    _opt("warmup_steps", "int", "training", "linear warm-up steps (default: the preset's; cpu-demo 20, else 1/20 "
+                                             "of the run, at most 200)"),
     _opt("lr_decay_steps", "int", "training", "cosine length (the run's steps)"),
     _opt("weight_decay", "float", "training"),
+    _opt("optimizer", "choice", "training", "adamw, or muon: Muon for the blocks' matrices, AdamW for the rest "
+                                            "(default: the preset's)", choices=OPTIMIZERS),
     _opt("beta1", "float", "training", "AdamW beta1 (0.9)"),
     _opt("beta2", "float", "training", "AdamW beta2 (0.95; the book: 0.999)"),
     _opt("grad_clip", "float", "training", "max gradient norm (1.0; 0 = off)"),
@@ -81,7 +86,9 @@ OPTIONS: tuple[Option, ...] = (
     _opt("save_interval", "int", "checkpoints", "steps between checkpoints (500)"),
     _opt("keep_last", "int", "checkpoints", "checkpoints kept besides the best (3)"),
     _opt("device", "text", "hardware", f"{'|'.join(DEVICES)} (auto)", "NAME"),
-    _opt("dtype", "choice", "hardware", "auto: bf16 autocast on CUDA, fp32 elsewhere", choices=DTYPES),
+    _opt("dtype", "choice", "hardware", "auto: bf16 autocast on CUDA, and on a CPU with native bf16 "
+                                        "(avx512_bf16/amx_bf16) for GPT-2-vocabulary models 256+ wide; else fp32",
+         choices=DTYPES),
     _opt("compile", "bool", "hardware", "torch.compile the model (default: on for CUDA)"),
     _opt("seed", "int", "hardware"),
     _opt("threads", "int", "hardware", "CPU threads for torch (default: PyTorch's; 1 is faster on a busy 2-core box)"),
@@ -92,7 +99,7 @@ BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 # What a checkpoint fixes: resuming with another value would train another run (another model, other
 # tokens, another order of the data). Everything else may change on --resume and is recorded as changed.
 FIXED_ON_RESUME = ("data", "corpus", "tokenizer", "val_fraction", "stride", "preset", "n_layers", "n_heads",
-                   "d_model", "context", "bias", "seed", "init_from")
+                   "d_model", "context", "bias", "seed", "init_from", "optimizer")
 
 
 def read_option(name: str, value: Any) -> Any:

@@ -14,15 +14,15 @@ import torch
 from gptmini import events as ev
 from gptmini.checkpoint import Checkpoint, check_model_config, write_json_atomic
 from gptmini.config import ModelConfig
-from gptmini.device import DeviceChoice, choose_precision, resolve_device, setup_backends
+from gptmini.device import resolve_device, setup_backends
 from gptmini.distributed import Ranks
 from gptmini.errors import ConfigError
 from gptmini.plan import RunPlan, explicit_model_options, model_config_for
 from gptmini.train_config import TrainConfig
 
 
-def choose_device(cfg: TrainConfig, ranks: Ranks) -> tuple[torch.device, DeviceChoice]:
-    """The device this process trains on (its own GPU under torchrun) and the precision it trains in."""
+def choose_device(cfg: TrainConfig, ranks: Ranks) -> torch.device:
+    """The device this process trains on (its own GPU under torchrun)."""
     device = resolve_device(cfg.device)
     if ranks.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", ranks.local_rank)
@@ -30,7 +30,7 @@ def choose_device(cfg: TrainConfig, ranks: Ranks) -> tuple[torch.device, DeviceC
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     setup_backends(device)
-    return device, choose_precision(device, cfg.dtype)
+    return device
 
 
 def load_data(cfg: TrainConfig, resume: Checkpoint | None, emit: Callable[[ev.Event], None]):
@@ -115,7 +115,7 @@ def write_run_config(run_dir: Path, *, config: TrainConfig, model_config: ModelC
         "resolved": {
             "lr": plan.lr, "min_lr": plan.min_lr, "warmup_steps": plan.warmup_steps,
             "lr_decay_steps": plan.decay_steps, "total_steps": plan.total_steps,
-            "steps_per_epoch": plan.steps_per_epoch, "device": str(device), "dtype": dtype,
+            "steps_per_epoch": plan.steps_per_epoch, "optimizer": plan.optimizer, "device": str(device), "dtype": dtype,
             "world_size": world_size, "corpus": corpus.name, "corpus_bytes": corpus.n_bytes,
         },
     })

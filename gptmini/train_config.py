@@ -50,6 +50,7 @@ class TrainConfig:
     warmup_steps: int | None = None  # default: 5 % of the run, at most 200
     lr_decay_steps: int | None = None  # default: the run's total steps
     weight_decay: float = 0.1
+    optimizer: str | None = None  # adamw, or muon for the blocks' matrices (default: the preset's recipe)
     beta1: float = 0.9  # AdamW betas (nanoGPT's defaults; the book uses 0.999 for beta2)
     beta2: float = 0.95
     grad_clip: float = 1.0

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import read_metrics
 
 COMMON = ["--n-layers", "1", "--n-heads", "2", "--d-model", "32", "--context", "32", "--batch-size", "12",
@@ -21,8 +23,9 @@ def step_losses(run_dir):
     return {r["step"]: r["loss"] for r in read_metrics(run_dir) if r["event"] == "step"}
 
 
-def test_resume_in_a_fresh_process_is_bit_exact_mid_epoch_with_dropout(tiny_text, tmp_path):
-    data = ["--data", str(tiny_text)]
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_in_a_fresh_process_is_bit_exact_mid_epoch_with_dropout(tiny_text, tmp_path, optimizer):
+    data = ["--data", str(tiny_text), "--optimizer", optimizer]
     gptmini(*data, *COMMON, "--max-steps", "16", "--out", str(tmp_path / "full"), cwd=tmp_path)
     gptmini(*data, *COMMON, "--max-steps", "7", "--out", str(tmp_path / "part"), cwd=tmp_path)
     resumed = gptmini("--resume", str(tmp_path / "part"), "--max-steps", "16", cwd=tmp_path)

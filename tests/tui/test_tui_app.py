@@ -83,6 +83,34 @@ async def test_pause_and_resume(tiny_config):
         await wait_until(pilot, lambda: app.session.trainer.step > frozen + 3, 30, "training to continue")
 
 
+async def test_the_state_line_says_compiling_until_the_first_step(tiny_config, monkeypatch):
+    import threading
+
+    import torch
+
+    looked = threading.Event()
+
+    class CompiledThatWaits(torch.nn.Module):  # stands for torch.compile's module: its first call waits for the test
+        def __init__(self, model, **_kw) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args, **kwargs):
+            looked.wait(60)
+            return self.model(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", CompiledThatWaits)
+    app = GPTMiniApp(tiny_config(compile=True))
+    async with app.run_test(size=SIZE) as pilot:
+        label = app.main.counters.state_label
+        await wait_until(pilot, lambda: label.state == "running" and "compiling" in label.detail, 60,
+                         "the compiling note")
+        assert current_step(app) == 0
+        looked.set()
+        await wait_until(pilot, lambda: current_step(app) >= 1, 60, "a step")
+        await wait_until(pilot, lambda: label.state == "running" and label.detail == "", 60, "the note to go")
+
+
 async def test_starts_paused_and_waits_for_space(tiny_config):
     app = GPTMiniApp(tiny_config(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
