@@ -87,6 +87,7 @@ class MainScreen(Screen):
                               id="runs")
         self.samples = SamplesPanel(id="samples")
         self._shown_step: ev.Step | None = None
+        self._compiling = False  # torch.compile runs in the first step: the state line says so until it ends
         self._error_detail = ""
         self._bindings_signature: tuple | None = None
         self._polling = False
@@ -213,11 +214,16 @@ class MainScreen(Screen):
         if self._shown_step is None:
             self._update_counters()  # the first step shows at once; later ones on the tick
             self._show_compared()
+        if self._compiling:
+            self._compiling = False
+            if self.counters.state_label.state == RunState.RUNNING:
+                self.set_state(RunState.RUNNING)
 
     @on(engine(ev.RunStarted))
     def _run_started(self, message) -> None:
         e: ev.RunStarted = message.event
         self.header.set_run(e)
+        self._compiling = e.compiled and not self.attached
         self.counters.set_epochs(e.epochs)
         self.counters.started_at = e.time
         self.playground.fit_vocab(e.vocab_size)
@@ -246,6 +252,8 @@ class MainScreen(Screen):
             detail = self._error_detail
         elif e.state == RunState.PAUSED and not self.attached:
             detail = "press space to resume" if e.step else "press space to start"
+        elif e.state == RunState.RUNNING and self._compiling:
+            detail = "compiling the model (torch.compile): the first step takes a while"
         self.set_state(e.state, detail)
         if e.state not in (RunState.RUNNING, RunState.STARTING):
             self._show_compared()
