@@ -116,6 +116,12 @@ def test_ctrl_c_saves_prints_how_to_resume_and_exits_zero(tiny_text, tmp_path):
 
 
 @pytest.mark.timeout(120)
+def _default_sighup() -> None:
+    """A login shell's SIGHUP, even where the tests themselves run under ``nohup`` (which the child would
+    inherit, and under which ``gptmini train`` keeps training by design)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def test_a_terminal_that_hangs_up_saves_and_exits_zero(tiny_text, tmp_path):
     """Training over SSH without tmux: the connection drops, the terminal hangs up, the steps are saved."""
     pexpect = pytest.importorskip("pexpect")
@@ -124,7 +130,7 @@ def test_a_terminal_that_hangs_up_saves_and_exits_zero(tiny_text, tmp_path):
     long_text.write_text(tiny_text.read_text() * 50)
     child = pexpect.spawn(exe()[0], [*exe()[1:], "train", "--data", str(long_text), *TINY, "--max-steps", "100000",
                                      "--eval-interval", "100000", "--out", str(run_dir)],
-                          cwd=str(tmp_path), dimensions=(24, 80), timeout=60)
+                          cwd=str(tmp_path), dimensions=(24, 80), timeout=60, preexec_fn=_default_sighup)
     try:
         deadline = time.time() + 120
         while not ((run_dir / "metrics.jsonl").exists() and any(r["event"] == "step" for r in read_metrics(run_dir))):

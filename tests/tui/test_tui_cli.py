@@ -211,6 +211,10 @@ def _ignore_sighup() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
+def _default_sighup() -> None:  # as a login shell has it, even where the tests run under nohup
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("sighup", ["handled", "ignored"])
 def test_a_terminal_that_hangs_up_saves_and_exits(tmp_path, corpus_file, sighup):
@@ -218,7 +222,7 @@ def test_a_terminal_that_hangs_up_saves_and_exits(tmp_path, corpus_file, sighup)
 
     With SIGHUP ignored (``nohup``), the console notices from polling its terminal.
     """
-    pty_console = PtyConsole(tmp_path / "run", corpus_file, _ignore_sighup if sighup == "ignored" else None)
+    pty_console = PtyConsole(tmp_path / "run", corpus_file, _ignore_sighup if sighup == "ignored" else _default_sighup)
     try:
         _hang_up_and_wait(tmp_path, pty_console)
     finally:
