@@ -136,6 +136,8 @@ class MainScreen(Screen):
     def _show_compared(self) -> None:
         """Load the ``--compare`` runs onto the plot (once): reading millions of logged steps takes the
         interpreter for seconds, so it waits until this run has trained a step, paused or ended."""
+        if not self.compare:
+            return
         paths, self.compare = [p for root in self.compare for p in find_run_folders(root)], []
         self.runs.show_paths(paths)
 
@@ -213,7 +215,7 @@ class MainScreen(Screen):
     def _step(self) -> None:
         if self._shown_step is None:
             self._update_counters()  # the first step shows at once; later ones on the tick
-            self._show_compared()
+        self._show_compared()  # not under the check above: the tick may have shown the first step already
         if self._compiling:
             self._compiling = False
             if self.counters.state_label.state == RunState.RUNNING:
