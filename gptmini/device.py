@@ -89,11 +89,11 @@ CPU_BF16_MIN_VOCAB = 1024
 CPU_BF16_MIN_WIDTH = 256
 
 
-def cpu_prefers_bf16(model: ModelConfig | None, native_bf16: bool | None = None) -> bool:
+def cpu_prefers_bf16(model: ModelConfig | None) -> bool:
     """Would bf16 autocast train ``model`` faster than fp32 on this CPU? Only with native bf16."""
     if model is None or model.vocab_size < CPU_BF16_MIN_VOCAB or model.d_model < CPU_BF16_MIN_WIDTH:
         return False
-    return cpu_has_native_bf16() if native_bf16 is None else native_bf16
+    return cpu_has_native_bf16()
 
 
 def choose_precision(device: torch.device, dtype: str = "auto", model: ModelConfig | None = None) -> DeviceChoice:

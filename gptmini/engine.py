@@ -546,8 +546,8 @@ class Trainer:
         manifest = training_manifest(
             self._position(), model_config=self.model_config, tokenizer=self.tokenizer,
             train_config={**self.config.to_dict(), "optimizer": self.plan.optimizer}, optimizer_meta=opt_meta,
-            scaler_state=self.scaler.state_dict(), schedule=self.plan.schedule(), corpus=self.corpus.name, n_params=self.model.num_params(),
-            data_seed=self.config.seed)
+            scaler_state=self.scaler.state_dict(), schedule=self.plan.schedule(), corpus=self.corpus.name,
+            n_params=self.model.num_params(), data_seed=self.config.seed)
         self._writer.submit(sources, rng_tensors(self.device), run_dir=self.run_dir, step=self.step,
                             manifest=manifest, best=best, keep_last=self.config.keep_last, reason=reason,
                             blocked=time.perf_counter() - t0)

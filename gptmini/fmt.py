@@ -134,7 +134,8 @@ class _EventLines(ev.Handler):
         return Line("info", Text(
             f"run {e.run_name}: {human_count(e.n_params)} params ({mc.get('n_layers')} layers, "
             f"{mc.get('n_heads')} heads, d_model {mc.get('d_model')}, context {e.context_length}) on {e.device} "
-            f"({e.dtype}{', compiled' if e.compiled else ''}, {e.optimizer}); {e.corpus} ({human_bytes(e.corpus_bytes)}): {e.train_tokens:,} train / "
+            f"({e.dtype}{', compiled' if e.compiled else ''}, {e.optimizer}); {e.corpus} "
+            f"({human_bytes(e.corpus_bytes)}): {e.train_tokens:,} train / "
             f"{e.val_tokens:,} val {e.tokenizer} tokens; {e.batches_per_epoch:,} steps per epoch × {e.epochs} "
             f"epochs = {e.total_steps:,} steps{resumed}; run folder {e.run_dir}"))
 

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from gptmini import device as device_info
+
 
 def orthogonalise(update: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
                   dtype: torch.dtype) -> torch.Tensor:
@@ -31,9 +33,7 @@ def orthogonalise(update: torch.Tensor, coefficients: tuple[float, float, float]
 
 def newton_schulz_dtype(device: torch.device) -> torch.dtype:
     """bf16 on CUDA and on CPUs with native bf16 (as PyTorch's Muon); fp32 elsewhere."""
-    from gptmini.device import cpu_has_native_bf16
-
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+    if device.type == "cuda" or (device.type == "cpu" and device_info.cpu_has_native_bf16()):
         return torch.bfloat16
     return torch.float32
 

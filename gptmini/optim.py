@@ -77,7 +77,8 @@ class MuonAdamW:
         offset = 0
         for name, opt in zip(self.NAMES, self.optimizers):
             sd = opt.state_dict()
-            groups += [{**g, "optimizer": name, "params": [i + offset for i in g["params"]]} for g in sd["param_groups"]]
+            groups += [{**g, "optimizer": name, "params": [i + offset for i in g["params"]]}
+                       for g in sd["param_groups"]]
             state.update({i + offset: s for i, s in sd["state"].items()})
             offset += sum(len(g["params"]) for g in sd["param_groups"])
         return {"state": state, "param_groups": groups}

@@ -115,7 +115,8 @@ def write_run_config(run_dir: Path, *, config: TrainConfig, model_config: ModelC
         "resolved": {
             "lr": plan.lr, "min_lr": plan.min_lr, "warmup_steps": plan.warmup_steps,
             "lr_decay_steps": plan.decay_steps, "total_steps": plan.total_steps,
-            "steps_per_epoch": plan.steps_per_epoch, "optimizer": plan.optimizer, "device": str(device), "dtype": dtype,
+            "steps_per_epoch": plan.steps_per_epoch, "optimizer": plan.optimizer, "device": str(device),
+            "dtype": dtype,
             "world_size": world_size, "corpus": corpus.name, "corpus_bytes": corpus.n_bytes,
         },
     })

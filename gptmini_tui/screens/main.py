@@ -257,11 +257,10 @@ class MainScreen(Screen):
         elif e.state == RunState.RUNNING and self._compiling:
             detail = "compiling the model (torch.compile): the first step takes a while"
         self.set_state(e.state, detail)
-        if e.state not in (RunState.RUNNING, RunState.STARTING):
-            self._show_compared()
         if e.state.ended and not self.attached:
             self.checkpoints.set_controls_enabled(False, "the run has ended · n starts a new one")
         if e.state not in (RunState.RUNNING, RunState.STARTING):
+            self._show_compared()
             self._update_counters(force=True)
         if e.state not in (RunState.RUNNING, RunState.PAUSED):
             self.log_panel.add_event(e)
