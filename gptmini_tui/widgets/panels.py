@@ -33,4 +33,10 @@ class Panels(TabbedContent):
         tab_bar = self.query_one(Tabs)
         self.screen.set_focus(tab_bar, scroll_visible=False)
         self.active = pane
-        self.call_after_refresh(target.focus)
+        self.call_after_refresh(self._focus_shown, pane, target)
+
+    def _focus_shown(self, pane: str, target: Widget) -> None:
+        # Two quick presses of ``v`` queue two of these; by the time the first runs its pane is hidden
+        # again, and focusing into it would make TabbedContent follow focus back there.
+        if self.active == pane:
+            target.focus()
