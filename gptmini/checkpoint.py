@@ -100,6 +100,15 @@ def checkpoint_name(step: int) -> str:
     return f"{_PREFIX}{step:06d}"
 
 
+def live_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """What a save copies: the live model and optimizer tensors (no copies), prefixed ``model.`` /
+    ``optim.``, and the optimizer's JSON-able metadata."""
+    sources = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
+    sources.update({f"optim.{k}": v for k, v in opt_tensors.items()})
+    return sources, opt_meta
+
+
 # --------------------------------------------------- optimizer (de)serialising
 def flatten_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split ``optimizer.state_dict()`` into tensors and JSON-able metadata."""

@@ -2,8 +2,9 @@
 
 The engine copies a save's tensors into reused host buffers (``StagingPool``) between two steps and
 hands the job to this thread, which writes it (``save_checkpoint``: atomic, verified) and puts the
-result on ``done`` for the engine to report. Once the run has ended the writer is closed and a late
-save request is written inline by the caller.
+result on ``done``; ``RunSaves`` is the engine's side: it hands jobs over and tells their results as
+events. Once the run has ended the writer is closed and a late save request is written inline by the
+caller.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from gptmini.checkpoint import save_checkpoint
-from gptmini.staging import Spec, StagingPool
+from gptmini import events as ev
+from gptmini.checkpoint import checkpoint_name, save_checkpoint
+from gptmini.staging import Spec, StagingPool, spec_of
 from gptmini.threads import drain
 
 
@@ -130,3 +132,61 @@ class CheckpointWriter:
         self.close()
         self.staging.clear()
         return list(self.results())
+
+
+class RunSaves:
+    """A run's saves: handed to the writer thread between two steps, their results told as events.
+
+    ``last`` is the newest checkpoint known to be on disk (a resume or restore sets it too);
+    ``on_failure`` runs when a save failed, so that the run counts its steps as unsaved again.
+    """
+
+    def __init__(self, emit: Callable[[ev.Event], None], on_failure: Callable[[], None]) -> None:
+        self._emit = emit
+        self._on_failure = on_failure
+        self.writer: CheckpointWriter | None = None  # opened once the run folder exists
+        self.last: Path | None = None
+
+    def open(self, *, pin: bool) -> None:
+        self.writer = CheckpointWriter(StagingPool(pin=pin))
+
+    def prefault(self, sources: dict[str, torch.Tensor]) -> None:
+        """Map a staging buffer set shaped like ``sources`` ahead of the first save, off the training thread."""
+        self.writer.prefault(spec_of(sources))
+
+    def submit(self, sources: dict[str, torch.Tensor], extra_optimizer: dict[str, torch.Tensor], *,
+               run_dir: Path, step: int, **job: Any) -> Path:
+        """Stage the state now; where the checkpoint will be. After the run it is written here and now,
+        and a failure raises."""
+        self.writer.submit(sources, extra_optimizer, run_dir=run_dir, step=step, **job)
+        if not self.writer.closed:
+            return run_dir / checkpoint_name(step)
+        result = next(self.writer.results())
+        if result.error is not None:
+            raise result.error
+        self._report(result)
+        return result.path
+
+    def drain(self) -> None:
+        """Tell the saves finished since the last call (between two steps)."""
+        if self.writer is not None:
+            for result in self.writer.results():
+                self._report(result)
+
+    def finish(self) -> None:
+        """The run has ended: write what is queued, stop the thread, tell the last results."""
+        if self.writer is not None:
+            for result in self.writer.finish():
+                self._report(result)
+
+    def _report(self, result: SaveResult) -> None:
+        job = result.job
+        if result.error is None:
+            self.last = result.path
+            self._emit(ev.CheckpointSaved(step=job.step, path=str(result.path), reason=job.reason, best=job.best,
+                                          seconds=job.blocked))
+        else:
+            self._on_failure()
+            self._emit(ev.Error(message=f"could not save checkpoint at step {job.step} in {job.run_dir}: "
+                                        f"{result.error}; older checkpoints are untouched",
+                                error_kind="checkpoint", step=job.step, fatal=False))

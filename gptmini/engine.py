@@ -32,24 +32,23 @@ from gptmini.checkpoint import (
     CheckpointError,
     ResumePoint,
     apply_training_state,
-    checkpoint_name,
-    flatten_optimizer_state,
+    live_state,
     load_checkpoint,
     rng_tensors,
     training_manifest,
 )
-from gptmini.ckpt_writer import CheckpointWriter, SaveResult
+from gptmini.ckpt_writer import RunSaves
 from gptmini.config import ModelConfig
 from gptmini.device import DeviceChoice, choose_precision, device_name, peak_flops
 from gptmini.distributed import Ranks, any_rank, init_distributed, teardown_distributed
 from gptmini.errors import ConfigError, CorpusError, GPTMiniError, TokenizerError
 from gptmini.estimate import check_run_size
-from gptmini.evaluate import mean_loss, pick_sample_prompt
+from gptmini.evaluate import greedy_sample, mean_loss, pick_sample_prompt
 from gptmini.events import RunState
 from gptmini.meter import NonFiniteLoss, StepReporter, Throughput
 from gptmini.metrics import MetricsWriter
 from gptmini.model import GPT
-from gptmini.optim import lr_at, make_optimizer
+from gptmini.optim import clip_gradients, lr_at, make_optimizer
 from gptmini.paths import check_run_paths
 from gptmini.pretrained import fetch as fetch_pretrained
 from gptmini.pretrained import load_state as load_pretrained
@@ -65,7 +64,6 @@ from gptmini.setup import (
     trained_form,
     write_run_config,
 )
-from gptmini.staging import StagingPool, spec_of
 from gptmini.train_config import TrainConfig
 
 Subscriber = Callable[[ev.Event], None]
@@ -78,6 +76,16 @@ class ModelSnapshot:
     model: GPT
     tokenizer: Any
     step: int
+
+
+def snapshot_of(model: GPT, model_config: ModelConfig, tokenizer: Any, step: int) -> ModelSnapshot:
+    """An independent eval-mode copy of ``model``'s weights (built on the meta device: no second init)."""
+    with torch.device("meta"):
+        copy = GPT(model_config)
+    copy = copy.to_empty(device=next(model.parameters()).device)
+    copy.load_state_dict(model.state_dict())
+    copy.eval().requires_grad_(False)
+    return ModelSnapshot(model=copy, tokenizer=tokenizer, step=step)
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -127,7 +135,6 @@ class Trainer:
         self.steps_since_save = 0
         self.best_val_loss = math.inf
         self.last_val_loss: float | None = None
-        self.last_checkpoint: Path | None = None
         self.exception: BaseException | None = None
         self.changed: dict[str, list[Any]] = {}  # options a resume changed: {name: [old, new]}
         self.init_folder: Path | None = None  # --init-from: the GPT-2 folder the weights came from
@@ -151,7 +158,7 @@ class Trainer:
         self.sample_prompt: str | None = None
         self.flops_per_token = 0.0
         self._fwd: torch.nn.Module | None = None  # the model as trained: compiled and/or wrapped in DDP
-        self._writer: CheckpointWriter | None = None
+        self._saves = RunSaves(self._emit, self._save_failed)
         self._lock = RunLock(Path("."))
         self._metrics: MetricsWriter | None = None
         self._throughput = Throughput(0.0, None)
@@ -196,6 +203,11 @@ class Trainer:
     def last_loss(self) -> float | None:
         return self._reporter.last_loss if self._reporter is not None else None
 
+    @property
+    def last_checkpoint(self) -> Path | None:
+        """The newest checkpoint of this run on disk (or the one it resumed from)."""
+        return self._saves.last
+
     # ------------------------------------------------------------- requests
     def _serve(self, kind: str, arg: Any, fut: cf.Future) -> None:
         if not fut.set_running_or_notify_cancel():
@@ -204,7 +216,7 @@ class Trainer:
             if self.model is None:
                 raise GPTMiniError("the model is not loaded yet")
             if kind == "snapshot":
-                fut.set_result(self._make_snapshot())
+                fut.set_result(snapshot_of(self.model, self.model_config, self.tokenizer, self.step))
             elif kind == "save":
                 fut.set_result(self._save(arg))
             elif kind == "restore":
@@ -218,7 +230,7 @@ class Trainer:
 
     def _serve_requests(self) -> None:
         self._requests.serve_waiting()
-        self._drain_saves()
+        self._saves.drain()
 
     def _emit(self, event: ev.Event) -> None:
         for cb in list(self._subscribers):
@@ -250,7 +262,7 @@ class Trainer:
                 self.exception = exc
         finally:
             self._requests.loop_active.clear()
-            self._finish_writes()
+            self._saves.finish()
             self._requests.fail_waiting()
         if failure is not None:  # told after the saves in flight landed: it names the last one on disk
             self._emit(fatal_error(failure, step=self.step, batch_size=self.config.batch_size,
@@ -324,7 +336,7 @@ class Trainer:
             self._set_position(apply_training_state(
                 resume, model=model, optimizer=self.optimizer, scaler=self.scaler, model_config=model_cfg,
                 device=device, steps_per_epoch=plan.steps_per_epoch))
-            self.last_checkpoint = resume.path
+            self._saves.last = resume.path
         self.sample_prompt, warning = pick_sample_prompt(cfg.sample_prompt, self.tokenizer, self.corpus.name,
                                                          self.tokenizer.decode(list(tokens.val[:2000])))
         if warning:
@@ -332,7 +344,7 @@ class Trainer:
 
     def _open_run_dir(self, resume: Checkpoint | None) -> None:
         cfg, plan = self.config, self.plan
-        self._writer = CheckpointWriter(StagingPool(pin=self.device.type == "cuda"))
+        self._saves.open(pin=self.device.type == "cuda")
         if self.ranks.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
@@ -359,7 +371,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def _loop(self) -> str:
-        cfg, plan = self.config, self.plan
+        plan = self.plan
         self._throughput.restart()  # setup time is not training time
         self._set_state(RunState.PAUSED if self._pause.is_set() else RunState.RUNNING)
         if self.init_folder is not None and self.step == 0:
@@ -389,20 +401,10 @@ class Trainer:
                 self._batch_iter = None
             if self.step % plan.log_interval == 0 and any_rank(self._stop.is_set(), self.ranks, self.device):
                 self._stop.set()  # under torchrun every rank stops at the same step
-            reasons = []
-            improved = False
-            if epoch_end or self.step % cfg.eval_interval == 0 or self.step == plan.total_steps:
-                improved = self._evaluate()
-                if improved and self.step > 0:
-                    reasons.append("best")
-            if epoch_end:
-                reasons.append("epoch")
-            if self.step % cfg.save_interval == 0:
-                reasons.append("interval")
-            if self.step == plan.total_steps:
-                reasons.append("final")
-            if reasons:
-                self._save("+".join(dict.fromkeys(reasons)), best=improved)
+            improved = self._evaluate() if plan.evaluates_after(self.step, epoch_end) else False
+            why = plan.save_reason(self.step, epoch_end, improved)
+            if why is not None:
+                self._save(why, best=improved)
         self._reporter.flush(wait=True)
         if reason == "stopped" and self._stop_save_reason and self.steps_since_save > 0:
             self._save(self._stop_save_reason)
@@ -447,26 +449,12 @@ class Trainer:
             scaler.scale(loss / cfg.grad_accum).backward()  # the scaler is a pass-through unless fp16
             loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
         scaler.unscale_(self.optimizer)
-        gnorm = self._clip_gradients()
+        gnorm = clip_gradients(self.model, cfg.grad_clip, self.device)
         scaler.step(self.optimizer)
         scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self._reporter.add(self.step + 1, self.epoch + 1, self.batch_in_epoch + 1, lr,
                            loss_sum / cfg.grad_accum, gnorm.detach())
-
-    def _clip_gradients(self) -> torch.Tensor:
-        """Total gradient norm (reported every step); rescale the gradients when it exceeds --grad-clip.
-
-        Same math as ``clip_grad_norm_``, which always multiplies by ``min(clip / (norm + 1e-6), 1)`` so
-        that a GPU never waits for the norm. On the CPU there is nothing to wait for, so the no-op
-        multiply by 1 (a full pass over every gradient) is skipped, and with --grad-clip 0 it never runs.
-        """
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        clip = self.config.grad_clip
-        if clip > 0 and (self.device.type != "cpu" or float(norm) + 1e-6 > clip):
-            torch.nn.utils.clip_grads_with_norm_(params, clip, norm)
-        return norm
 
     # ----------------------------------------------------------- evaluation
     def _evaluate(self) -> bool:
@@ -494,19 +482,11 @@ class Trainer:
         return improved
 
     def _emit_sample(self) -> None:
-        from gptmini.sampling import Sampler, SamplingSettings
-
         if self.sample_prompt is None:
             return
-        try:
-            text = Sampler(self.model, self.tokenizer).generate(
-                self.sample_prompt, SamplingSettings(strategy="greedy", max_new_tokens=self.config.sample_tokens))
-        except GPTMiniError as exc:
-            self._emit(ev.Warning(message=f"sample skipped: {exc}", step=self.step))
-            return
-        finally:
-            self.model.train()
-        self._emit(ev.Sample(step=self.step, prompt=self.sample_prompt, text=text))
+        text, problem = greedy_sample(self.model, self.tokenizer, self.sample_prompt, self.config.sample_tokens)
+        self._emit(ev.Sample(step=self.step, prompt=self.sample_prompt, text=text) if problem is None
+                   else ev.Warning(message=problem, step=self.step))
 
     # ---------------------------------------------------------- checkpoints
     def _position(self) -> ResumePoint:
@@ -522,18 +502,11 @@ class Trainer:
         if self._reporter is not None:
             self._reporter.last_loss = point.train_loss
 
-    def _state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Live model and optimizer tensors (no copies), prefixed ``model.`` / ``optim.``; optimizer metadata."""
-        sources = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        opt_tensors, opt_meta = flatten_optimizer_state(self.optimizer.state_dict())
-        sources.update({f"optim.{k}": v for k, v in opt_tensors.items()})
-        return sources, opt_meta
-
     def _prefault_staging(self) -> None:
         """Once the optimizer state exists, let the writer map a staging buffer set ahead of the first save."""
         self._prefault_sent = True
         if self.ranks.is_main:
-            self._writer.prefault(spec_of(self._state_tensors()[0]))
+            self._saves.prefault(live_state(self.model, self.optimizer)[0])
 
     def _save(self, reason: str, best: bool = False) -> Path | None:
         """Copy the state to host memory now; write it on the writer thread."""
@@ -542,45 +515,20 @@ class Trainer:
         if not self.ranks.is_main:
             return None
         t0 = time.perf_counter()
-        sources, opt_meta = self._state_tensors()
+        sources, opt_meta = live_state(self.model, self.optimizer)
         manifest = training_manifest(
             self._position(), model_config=self.model_config, tokenizer=self.tokenizer,
             train_config={**self.config.to_dict(), "optimizer": self.plan.optimizer}, optimizer_meta=opt_meta,
             scaler_state=self.scaler.state_dict(), schedule=self.plan.schedule(), corpus=self.corpus.name,
             n_params=self.model.num_params(), data_seed=self.config.seed)
-        self._writer.submit(sources, rng_tensors(self.device), run_dir=self.run_dir, step=self.step,
-                            manifest=manifest, best=best, keep_last=self.config.keep_last, reason=reason,
-                            blocked=time.perf_counter() - t0)
+        path = self._saves.submit(sources, rng_tensors(self.device), run_dir=self.run_dir, step=self.step,
+                                  manifest=manifest, best=best, keep_last=self.config.keep_last, reason=reason,
+                                  blocked=time.perf_counter() - t0)
         self._throughput.exclude(time.perf_counter() - t0)
-        if self._writer.closed:  # after the run: written inline above; report it (or fail the request) now
-            result = next(self._writer.results())
-            if result.error is not None:
-                raise result.error
-            self._report_save(result)
-            return result.path
-        return self.run_dir / checkpoint_name(self.step)
+        return path
 
-    def _drain_saves(self) -> None:
-        if self._writer is not None:
-            for result in self._writer.results():
-                self._report_save(result)
-
-    def _report_save(self, result: SaveResult) -> None:
-        job = result.job
-        if result.error is None:
-            self.last_checkpoint = result.path
-            self._emit(ev.CheckpointSaved(step=job.step, path=str(result.path), reason=job.reason, best=job.best,
-                                          seconds=job.blocked))
-        else:
-            self.steps_since_save = max(self.steps_since_save, 1)
-            self._emit(ev.Error(message=f"could not save checkpoint at step {job.step} in {job.run_dir}: "
-                                        f"{result.error}; older checkpoints are untouched",
-                                error_kind="checkpoint", step=job.step, fatal=False))
-
-    def _finish_writes(self) -> None:
-        if self._writer is not None:
-            for result in self._writer.finish():
-                self._report_save(result)
+    def _save_failed(self) -> None:
+        self.steps_since_save = max(self.steps_since_save, 1)
 
     def _restore(self, path: Path) -> int:
         self._reporter.flush(wait=True)
@@ -590,20 +538,12 @@ class Trainer:
         self._set_position(apply_training_state(
             ckpt, model=self.model, optimizer=self.optimizer, scaler=self.scaler, model_config=self.model_config,
             device=self.device, steps_per_epoch=self.plan.steps_per_epoch))
-        self.last_checkpoint = ckpt.path
+        self._saves.last = ckpt.path
         self._batch_iter = None
         self.steps_since_save = 0
         self._emit(ev.CheckpointRestored(step=self.step, epoch=self.epoch + 1, tokens_seen=self.tokens_seen,
                                          path=str(ckpt.path)))
         return self.step
-
-    def _make_snapshot(self) -> ModelSnapshot:
-        with torch.device("meta"):
-            copy = GPT(self.model_config)
-        copy = copy.to_empty(device=self.device)
-        copy.load_state_dict(self.model.state_dict())
-        copy.eval().requires_grad_(False)
-        return ModelSnapshot(model=copy, tokenizer=self.tokenizer, step=self.step)
 
     def _free_memory(self) -> None:
         if self._reporter is not None:

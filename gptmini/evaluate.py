@@ -9,6 +9,7 @@ import torch
 
 from gptmini.device import DeviceChoice
 from gptmini.errors import GPTMiniError
+from gptmini.sampling import Sampler, SamplingSettings
 
 
 @torch.no_grad()
@@ -20,6 +21,18 @@ def mean_loss(model: torch.nn.Module, batches: list, device: torch.device, preci
             _, loss = model(x.to(device), y.to(device))
         total += loss.item()
     return total / max(1, len(batches))
+
+
+def greedy_sample(model: torch.nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int) -> tuple[str | None, str | None]:
+    """The greedy continuation of ``prompt`` printed after an evaluation, or (None, why it was skipped).
+    Leaves the model in train mode."""
+    try:
+        return Sampler(model, tokenizer).generate(
+            prompt, SamplingSettings(strategy="greedy", max_new_tokens=max_new_tokens)), None
+    except GPTMiniError as exc:
+        return None, f"sample skipped: {exc}"
+    finally:
+        model.train()
 
 
 RASCHKA_PROMPT = "Every effort moves you"  # the book's start context, for its corpus

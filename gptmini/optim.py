@@ -112,3 +112,17 @@ def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, decay_steps: i
         return min_lr
     ratio = (step - warmup_steps) / max(1, decay_steps - warmup_steps)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+
+def clip_gradients(model: torch.nn.Module, clip: float, device: torch.device) -> torch.Tensor:
+    """Total gradient norm (reported every step); rescale the gradients when it exceeds ``clip``.
+
+    Same math as ``clip_grad_norm_``, which always multiplies by ``min(clip / (norm + 1e-6), 1)`` so
+    that a GPU never waits for the norm. On the CPU there is nothing to wait for, so the no-op
+    multiply by 1 (a full pass over every gradient) is skipped, and with ``clip`` 0 it never runs.
+    """
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    if clip > 0 and (device.type != "cpu" or float(norm) + 1e-6 > clip):
+        torch.nn.utils.clip_grads_with_norm_(params, clip, norm)
+    return norm

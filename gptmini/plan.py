@@ -37,6 +37,19 @@ class RunPlan:
     log_interval: int
     compile: bool
     optimizer: str
+    eval_interval: int
+    save_interval: int
+
+    def evaluates_after(self, step: int, epoch_end: bool) -> bool:
+        """Is the validation loss measured after optimizer step ``step``?"""
+        return epoch_end or step % self.eval_interval == 0 or step == self.total_steps
+
+    def save_reason(self, step: int, epoch_end: bool, improved: bool) -> str | None:
+        """Why a checkpoint is saved after step ``step`` ("best+epoch", "interval", "final", ...), or None."""
+        reasons = [name for name, due in (("best", improved and step > 0), ("epoch", epoch_end),
+                                          ("interval", step % self.save_interval == 0),
+                                          ("final", step == self.total_steps)) if due]
+        return "+".join(reasons) or None
 
     def schedule(self) -> dict[str, Any]:
         """The learning-rate schedule as recorded in ``config.json`` and each manifest."""
@@ -98,6 +111,8 @@ def plan_run(cfg: TrainConfig, *, batches_per_epoch: int, context_length: int, w
         log_interval=cfg.log_interval or (1 if device_type == "cpu" else 10),
         compile=cfg.compile if cfg.compile is not None else device_type == "cuda",
         optimizer=default_optimizer(cfg.optimizer, cfg.preset),
+        eval_interval=cfg.eval_interval,
+        save_interval=cfg.save_interval,
     )
 
 

@@ -179,3 +179,13 @@ def test_resume_with_another_optimizer_is_one_clear_refusal(tiny_text, tmp_path)
     same = run("train", "--resume", str(run_dir), "--optimizer", "muon", "--max-steps", "4", cwd=tmp_path)
     assert same.returncode == 0, same.stderr
     assert "resumed at step 2" in same.stdout
+
+
+def test_the_plan_says_when_to_evaluate_and_why_to_save():
+    plan = _plan(max_steps=1000, eval_interval=100, save_interval=250)  # 1000 steps per epoch
+    assert [s for s in range(1, 1001) if plan.evaluates_after(s, epoch_end=s == 1000)] == list(range(100, 1001, 100))
+    assert plan.save_reason(50, epoch_end=False, improved=False) is None
+    assert plan.save_reason(100, epoch_end=False, improved=True) == "best"
+    assert plan.save_reason(250, epoch_end=False, improved=False) == "interval"
+    assert plan.save_reason(500, epoch_end=True, improved=True) == "best+epoch+interval"
+    assert plan.save_reason(1000, epoch_end=True, improved=False) == "epoch+interval+final"

@@ -85,4 +85,4 @@ def test_every_checkpoint_holds_the_weights_of_its_own_step(tiny_text, tmp_path)
     for step, w in weights.items():
         ckpt = load_checkpoint(tmp_path / "run" / f"step-{step:06d}")
         assert torch.equal(ckpt.model["h.0.mlp.c_fc.weight"], w), step
-    assert trainer._writer.staging.allocations <= 2  # two sets reused, not one per save
+    assert trainer._saves.writer.staging.allocations <= 2  # two sets reused, not one per save
