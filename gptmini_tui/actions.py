@@ -13,6 +13,8 @@ from enum import Enum
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from gptmini.events import RunState
+
 
 class Needs(Enum):
     """When an action can be used (``MainScreen.check_action`` asks the session)."""
@@ -25,6 +27,7 @@ class Needs(Enum):
 
 
 SECTIONS = ("Training", "Playground", "View", "App")
+ATTACHED_REASON = "attached: controls belong to the training process"
 
 # Key names that type a character into the prompt; actions on them are inert while it has focus.
 _TYPED_KEY_NAMES = {
@@ -145,6 +148,33 @@ def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
     for section, keys, text in MORE_KEYS:
         rows[section].append((keys, text))
     return [(s, r) for s, r in rows.items() if r]
+
+
+def availability(action: Action, *, typing: bool, attached: bool, state: RunState, loop_active: bool) -> bool | None:
+    """True: can run now; None: shown dimmed (the reason is on screen); False: hidden."""
+    needs = action.needs
+    if needs is Needs.TYPING:
+        return typing
+    if needs is Needs.NOTHING:
+        return True
+    if attached:
+        return False  # not in the footer: they belong to the training process (a key says so)
+    if needs is Needs.TRAINER:
+        return True if state in (RunState.CREATED, RunState.STARTING, RunState.RUNNING, RunState.PAUSED) else None
+    if needs is Needs.ACTIVE:
+        return True if loop_active else None
+    return True  # Needs.OWN_RUN
+
+
+def why_unavailable(action: Action, *, attached: bool, state: RunState) -> str:
+    """What a key whose action cannot run now says instead."""
+    if attached:
+        return f"{action.label}: {ATTACHED_REASON}; this console only follows the run"
+    if state in (RunState.CREATED, RunState.STARTING):
+        return f"{action.label}: the model is still loading"
+    if state.ended:
+        return f"{action.label}: the run has ended · n starts a new one"
+    return f"{action.label}: not while the run is stopping"
 
 
 class ActionCommands(Provider):

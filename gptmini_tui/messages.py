@@ -11,7 +11,6 @@ beside that widget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from textual.message import Message
 
@@ -72,11 +71,3 @@ class Saved(Message):
 
     text: str
     ok: bool = True
-
-
-@dataclass
-class NewRunReady(Message):
-    """The old run is stopped (saved first if asked): the new one can start."""
-
-    config: Any
-    problem: str | None

@@ -10,6 +10,7 @@ never per batch: on a 2-core CPU box every percent of a core the UI uses is take
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,12 @@ from gptmini import events as ev
 from gptmini import fmt
 from gptmini.errors import GPTMiniError, error_text
 from gptmini.events import RunState
-from gptmini.history import write_csv
 from gptmini.runs import Comparison, RunIndex, find_run_folders
 from gptmini.session import RunSession
 from gptmini_tui import actions
-from gptmini_tui.actions import Action, Needs
+from gptmini_tui.actions import ATTACHED_REASON, Action
 from gptmini_tui.bridge import EngineBridge
-from gptmini_tui.messages import NewRunReady, Saved, engine
+from gptmini_tui.messages import Saved, engine
 from gptmini_tui.screens.confirm import ConfirmScreen
 from gptmini_tui.screens.help import HelpScreen
 from gptmini_tui.screens.new_run import NewRunScreen
@@ -50,7 +50,6 @@ from gptmini_tui.widgets.loss_plot import Curve
 from gptmini_tui.widgets.runs import color_of
 from gptmini_tui.widgets.checkpoints import restore_question
 
-ATTACHED_REASON = "attached: controls belong to the training process"
 LOUD_SAVE_REASONS = {"manual", "quit", "new-run", "stop", "final"}  # automatic saves only go to the log
 ERROR_TITLES = {"nan": "loss is NaN", "oom": "out of memory", "data": "data error",
                 "checkpoint": "checkpoint error", "config": "configuration error"}
@@ -356,30 +355,8 @@ class MainScreen(Screen):
         return isinstance(self.focused, Input) and self.focused.id == "prompt"
 
     def available(self, action: Action) -> bool | None:
-        """True: can run now; None: shown dimmed (the reason is on screen); False: hidden."""
-        needs, session = action.needs, self.session
-        if needs is Needs.TYPING:
-            return self.typing
-        if needs is Needs.NOTHING:
-            return True
-        if self.attached:
-            return False  # not in the footer: they belong to the training process (a key says so)
-        if needs is Needs.TRAINER:
-            return True if session.state in (RunState.CREATED, RunState.STARTING, RunState.RUNNING,
-                                              RunState.PAUSED) else None
-        if needs is Needs.ACTIVE:
-            return True if session.is_active else None
-        return True  # Needs.OWN_RUN
-
-    def why_unavailable(self, action: Action) -> str:
-        if self.attached:
-            return f"{action.label}: {ATTACHED_REASON}; this console only follows the run"
-        state = self.session.state
-        if state in (RunState.CREATED, RunState.STARTING):
-            return f"{action.label}: the model is still loading"
-        if state.ended:
-            return f"{action.label}: the run has ended · n starts a new one"
-        return f"{action.label}: not while the run is stopping"
+        return actions.availability(action, typing=self.typing, attached=self.attached, state=self.session.state,
+                                    loop_active=self.session.is_active)
 
     def on_key(self, event: events.Key) -> None:
         """A key whose action cannot run now says why, instead of doing nothing."""
@@ -387,7 +364,8 @@ class MainScreen(Screen):
             return
         for action in actions.ACTIONS:
             if event.key in action.keys.split(",") and not self.check_action(action.name, ()):
-                self.notify(self.why_unavailable(action), severity="warning", timeout=3)
+                self.notify(actions.why_unavailable(action, attached=self.attached, state=self.session.state),
+                            severity="warning", timeout=3)
                 return
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -439,41 +417,29 @@ class MainScreen(Screen):
 
         self.app.push_screen(ConfirmScreen("Restore checkpoint?", question), answered)
 
-    def action_new_run(self) -> None:
+    @work(group="new-run", exclusive=True, exit_on_error=False)
+    async def action_new_run(self) -> None:
+        """The form; then, if this run has unsaved steps, save or discard them; stop it; start the new one."""
         note = "The current run keeps going until you start the new one."
-        self.app.push_screen(NewRunScreen(self.config, note=note), self._new_run_configured)
-
-    def _new_run_configured(self, config: Any) -> None:
+        config = await self.app.push_screen_wait(NewRunScreen(self.config, note=note))
         if config is None:
             return
         unsaved = self.session.steps_since_save if self.session.is_active else 0
-        if unsaved <= 0:
-            self._switch_run(config, save_first=False)
-            return
-        body = f"The current run has {unsaved} step(s) since its last checkpoint.\nSave them before starting the new run?"
-        choices = [("cancel", "Cancel", "escape"), ("discard", "Discard", "d"), ("save", "Save first", "s")]
-
-        def answered(choice: str | None) -> None:
-            if choice in ("discard", "save"):
-                self._switch_run(config, save_first=choice == "save")
-
-        self.app.push_screen(ConfirmScreen("Start a new run?", body, choices), answered)
-
-    def _switch_run(self, config: Any, save_first: bool) -> None:
+        choice = "discard"
+        if unsaved > 0:
+            body = (f"The current run has {unsaved} step(s) since its last checkpoint.\n"
+                    "Save them before starting the new run?")
+            choices = [("cancel", "Cancel", "escape"), ("discard", "Discard", "d"), ("save", "Save first", "s")]
+            choice = await self.app.push_screen_wait(ConfirmScreen("Start a new run?", body, choices))
+            if choice not in ("discard", "save"):
+                return
         self.log_panel.add("stopping the current run for a new one…", "info")
         self.playground.cancel()
-        self._stop_for_new_run(config, "new-run" if save_first else None)
-
-    @work(thread=True, group="switch-run", exclusive=True, exit_on_error=False)
-    def _stop_for_new_run(self, config: Any, save_reason: str | None) -> None:
-        self.post_message(NewRunReady(config, self.session.stop(save_reason=save_reason)))
-
-    @on(NewRunReady)
-    def _new_run_ready(self, message: NewRunReady) -> None:
-        if message.problem:
-            self.log_panel.add(f"the old run: {message.problem}", "warning")
+        problem = await asyncio.to_thread(self.session.stop, save_reason="new-run" if choice == "save" else None)
+        if problem:
+            self.log_panel.add(f"the old run: {problem}", "warning")
         try:
-            self.begin_run(message.config)
+            self.begin_run(config)
         except GPTMiniError as exc:  # the old run did not stop (a step of many minutes): say so, keep it
             self.notify(f"cannot start the new run: {exc}", severity="error", timeout=10)
             return
@@ -544,21 +510,7 @@ class MainScreen(Screen):
         self.notify(self.runs.toggle_selected(), timeout=2)
 
     def action_save_plot(self) -> None:
-        self._save_plot(Path.cwd() / "gptmini-exports")
-
-    @work(thread=True, group="save-plot", exit_on_error=False)
-    def _save_plot(self, folder: Path) -> None:
-        name = self.session.run_dir.name if self.session.run_dir else "run"
-        stem = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            drawn = self.plot.save_svg(stem.with_suffix(".svg"), f"GPTMini loss · {name} · {self.plot.describe_options()}")
-            rows = write_csv(self.session.history, stem.with_suffix(".csv"))
-        except OSError as exc:
-            self.post_message(Saved(f"could not save in {folder}: {exc}", ok=False))
-            return
-        saved = (f"{stem.name}.svg and " if drawn else "") + f"{stem.name}.csv ({rows:,} rows)"
-        self.post_message(Saved(f"saved {saved} in {folder}"))
+        self.plot.export(Path.cwd() / "gptmini-exports", self.session.run_dir.name if self.session.run_dir else "run")
 
     @on(Saved)
     def _saved(self, message: Saved) -> None:

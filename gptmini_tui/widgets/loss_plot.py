@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -30,8 +31,9 @@ from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
 from gptmini import fmt
-from gptmini.history import AXES, Axis, LossHistory, PlotView, ViewOptions
+from gptmini.history import AXES, Axis, LossHistory, PlotView, ViewOptions, write_csv
 from gptmini_tui.compat import plotext_set_size, plotext_theme_name
+from gptmini_tui.messages import Saved
 
 RAW_COLOR = (125, 125, 160)
 SMOOTH_COLOR = (64, 196, 255)
@@ -269,6 +271,20 @@ class LossPlot(PlotextPlot):
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(console.export_svg(title=title))
         return True
+
+    @work(thread=True, group="save-plot", exit_on_error=False)
+    def export(self, folder: Path, name: str) -> None:
+        """The plot as an SVG image and the run's metrics as CSV, into ``folder``; ``Saved`` says where."""
+        stem = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            drawn = self.save_svg(stem.with_suffix(".svg"), f"GPTMini loss · {name} · {self.describe_options()}")
+            rows = write_csv(self.history, stem.with_suffix(".csv"))
+        except OSError as exc:
+            self.post_message(Saved(f"could not save in {folder}: {exc}", ok=False))
+            return
+        saved = (f"{stem.name}.svg and " if drawn else "") + f"{stem.name}.csv ({rows:,} rows)"
+        self.post_message(Saved(f"saved {saved} in {folder}"))
 
     @property
     def up_to_date(self) -> bool:

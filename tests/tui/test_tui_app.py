@@ -217,7 +217,10 @@ async def test_enter_streams_a_labelled_reply_while_training_continues(tiny_conf
         reply = replies(app)[-1]
         assert reply.reason == "done", reply.status
         assert reply.n_tokens > 0 and reply.text
-        assert reply.label == "greedy" and reply.weights_step is not None and reply.weights_step >= step_before
+        # labelled with the step of the weights it came from: a live snapshot (reused while under 2 s old, so
+        # on a fast machine it can predate the key press by a few steps)
+        assert reply.label == "greedy" and reply.weights_step is not None
+        assert 1 <= reply.weights_step <= current_step(app)
         await wait_until(pilot, lambda: current_step(app) > step_before + 5, 30, "training during sampling")
         # evals every 10 steps keep re-triggering the (debounced) request; it must still be answered
         await wait_until(pilot, lambda: main.probs.candidates and main.probs.label == "greedy", 30,

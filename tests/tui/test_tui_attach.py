@@ -13,7 +13,7 @@ from tui_helpers import T0, checkpoint_dirs, press, record_notifications, wait_u
 
 from gptmini_tui.app import GPTMiniApp
 from gptmini_tui.screens.help import HelpScreen
-from gptmini_tui.screens.main import ATTACHED_REASON
+from gptmini_tui.actions import ATTACHED_REASON
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -131,3 +131,20 @@ def test_progress_bars_fill_their_width_and_show_whole_percents():
     assert progress_bar("run", 2.0, 30).plain.endswith(" 100%")
     done = [span for span in progress_bar("run", 0.5, 30).spans if span.style == "rgb(64,196,255)"]
     assert sum(span.end - span.start for span in done) == 9  # half of the 18 bar cells
+
+
+def test_each_action_says_when_it_can_run_and_why_not():
+    from gptmini.events import RunState
+    from gptmini_tui.actions import ATTACHED_REASON, BY_NAME, availability, why_unavailable
+
+    save, pause, prompt_leave = BY_NAME["save"], BY_NAME["toggle_pause"], BY_NAME["leave_prompt"]
+    own = dict(typing=False, attached=False)
+    assert availability(save, **own, state=RunState.RUNNING, loop_active=True) is True
+    assert availability(save, **own, state=RunState.STARTING, loop_active=False) is None  # dimmed, says why
+    assert availability(pause, **own, state=RunState.STARTING, loop_active=False) is True  # pause once loaded
+    assert availability(pause, **own, state=RunState.FINISHED, loop_active=False) is None
+    assert availability(save, typing=False, attached=True, state=RunState.RUNNING, loop_active=False) is False
+    assert availability(prompt_leave, **own, state=RunState.RUNNING, loop_active=True) is False  # only typing
+    assert ATTACHED_REASON in why_unavailable(save, attached=True, state=RunState.RUNNING)
+    assert "still loading" in why_unavailable(save, attached=False, state=RunState.STARTING)
+    assert "n starts a new one" in why_unavailable(save, attached=False, state=RunState.FINISHED)
