@@ -43,6 +43,10 @@ ARMS = {
                    tokenizer="char"),
     # The defaults now: whatever TrainConfig() gives (the console's run with no options).
     "now": dict(),
+    # The two Muon recipes measured against each other (2026-12-03): the first one's context 128 x batch 16,
+    # and context 64 x batch 32 (the same tokens per step).
+    "muon-ctx128": dict(context=128, batch_size=16, optimizer="muon", lr=5e-3, warmup_steps=20),
+    "muon-ctx64": dict(context=64, batch_size=32, optimizer="muon", lr=5e-3, warmup_steps=20),
     # nanoGPT's CPU shakespeare-char recipe, in this engine (bench/bench_learning.py "nanogpt").
     "nanogpt": dict(preset="nanogpt-cpu", tokenizer="char", n_layers=4, n_heads=4, d_model=128, context=64,
                     dropout=0.0, bias=False, beta2=0.99, batch_size=12, max_steps=2000, lr=1e-3, min_lr=1e-4,
@@ -108,6 +112,8 @@ def main() -> int:
     ap.add_argument("--levels", default="2.2,2.0,1.8,1.6", help="val loss levels to time (2.2,2.0,1.8,1.6)")
     ap.add_argument("--prompt", default="The ")
     ap.add_argument("--same-eval", action="store_true", help="evaluate every arm every 100 steps on 20 batches")
+    ap.add_argument("--eval-interval", type=int, default=None, metavar="N",
+                    help="evaluate every arm every N steps on 10 batches: a finer grid for the times to a level")
     ap.add_argument("--out", default=None, help="append the result to this markdown file")
     args = ap.parse_args()
     arms = args.arms.split(",")
@@ -124,7 +130,8 @@ def main() -> int:
     results: dict[str, list[dict]] = {a: [] for a in arms}
     for r in range(args.rounds):
         for name in (arms if r % 2 == 0 else list(reversed(arms))):
-            options = {**ARMS[name], **(EVAL if args.same_eval else {})}
+            options = {**ARMS[name], **(EVAL if args.same_eval else {}),
+                       **(dict(eval_interval=args.eval_interval, eval_batches=10) if args.eval_interval else {})}
             res = run_arm(name, options, args.data, args.minutes, marks, levels, args.prompt, work, words)
             results[name].append(res)
             print(f"  round {r + 1} {name}: first loss {res['first']:.1f} s; val at marks "
@@ -133,7 +140,8 @@ def main() -> int:
     lines = [f"### {time.strftime('%Y-%m-%d %H:%M')} — {describe_machine()}", "",
              f"torch {torch.__version__} ({torch.get_num_threads()} threads); corpus {corpus.name}; "
              f"`python bench/bench_demo.py --arms {args.arms} --minutes {args.minutes:g} --rounds {args.rounds}"
-             f"{' --same-eval' if args.same_eval else ''}`", "",
+             f"{' --same-eval' if args.same_eval else ''}"
+             f"{f' --eval-interval {args.eval_interval}' if args.eval_interval else ''}`", "",
              "| arm | model | first loss point | " + " | ".join(f"val at {m / 60:g} min" for m in marks)
              + " | " + " | ".join(f"time to val {v:g}" for v in levels) + " |",
              "| --- | --- | --- | " + " | ".join("---" for _ in marks) + " | " + " | ".join("---" for _ in levels) + " |"]
