@@ -44,7 +44,7 @@ ARMS = {
     # The defaults now: whatever TrainConfig() gives (the console's run with no options).
     "now": dict(),
     # The two Muon recipes measured against each other (2026-12-03): the first one's context 128 x batch 16,
-    # and context 64 x batch 32 (the same tokens per step).
+    # and context 64 x batch 32 (the same tokens per step), the default since.
     "muon-ctx128": dict(context=128, batch_size=16, optimizer="muon", lr=5e-3, warmup_steps=20),
     "muon-ctx64": dict(context=64, batch_size=32, optimizer="muon", lr=5e-3, warmup_steps=20),
     # nanoGPT's CPU shakespeare-char recipe, in this engine (bench/bench_learning.py "nanogpt").
@@ -54,6 +54,7 @@ ARMS = {
     # This project's recipe for a char corpus on a CPU, on shakespeare (the defaults with another corpus).
     "shakespeare": dict(),
 }
+LEVELS = "2.2,2.0,1.8,1.6"  # val loss levels to time, by default
 EVAL = dict(eval_interval=100, eval_batches=20)  # --same-eval: one evaluation protocol for every arm
 
 
@@ -109,7 +110,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=5.0, help="wall time per arm (5)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds; the arms alternate ABBA (2)")
     ap.add_argument("--marks", default="60,120,300", help="seconds after the start (60,120,300)")
-    ap.add_argument("--levels", default="2.2,2.0,1.8,1.6", help="val loss levels to time (2.2,2.0,1.8,1.6)")
+    ap.add_argument("--levels", default=LEVELS, help="val loss levels to time (2.2,2.0,1.8,1.6)")
     ap.add_argument("--prompt", default="The ")
     ap.add_argument("--same-eval", action="store_true", help="evaluate every arm every 100 steps on 20 batches")
     ap.add_argument("--eval-interval", type=int, default=None, metavar="N",
@@ -141,7 +142,8 @@ def main() -> int:
              f"torch {torch.__version__} ({torch.get_num_threads()} threads); corpus {corpus.name}; "
              f"`python bench/bench_demo.py --arms {args.arms} --minutes {args.minutes:g} --rounds {args.rounds}"
              f"{' --same-eval' if args.same_eval else ''}"
-             f"{f' --eval-interval {args.eval_interval}' if args.eval_interval else ''}`", "",
+             f"{f' --eval-interval {args.eval_interval}' if args.eval_interval else ''}"
+             f"{f' --levels {args.levels}' if args.levels != LEVELS else ''}`", "",
              "| arm | model | first loss point | " + " | ".join(f"val at {m / 60:g} min" for m in marks)
              + " | " + " | ".join(f"time to val {v:g}" for v in levels) + " |",
              "| --- | --- | --- | " + " | ".join("---" for _ in marks) + " | " + " | ".join("---" for _ in levels) + " |"]

@@ -116,7 +116,7 @@ def tiny_options(corpus: Path, out: Path, steps: int) -> dict:
 
 
 def demo_options(corpus: Path, out: Path, steps: int) -> dict:
-    """The out-of-the-box CPU run: the cpu-demo preset (4 layers, d_model 128, context 128, batch 16)."""
+    """The out-of-the-box CPU run: the cpu-demo preset (4 layers, d_model 128, context 64, batch 32)."""
     return dict(data=[str(corpus)], tokenizer="char", max_steps=steps, eval_interval=100_000,
                 save_interval=100_000, out=str(out), seed=1, **_threads())
 
@@ -671,7 +671,7 @@ def main() -> int:
         thr = bench_throughput(corpus, work, args.steps, args.pairs)
         demo = nothing
         if args.demo_pairs:
-            print("    cpu-demo preset (4 layers, d_model 128, context 128, batch 16): the default CPU run", flush=True)
+            print("    cpu-demo preset (4 layers, d_model 128, context 64, batch 32): the default CPU run", flush=True)
             demo = bench_throughput(corpus, work, args.demo_steps, args.demo_pairs, demo_options)
     ctl_micro = ctl_demo = None
     il_micro = il_demo = {"headless": nan, "tui": nan, "ratio": nan, "pair_ratio": nan, "ci90": (nan, nan),

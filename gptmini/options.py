@@ -62,7 +62,7 @@ OPTIONS: tuple[Option, ...] = (
                                   "bias=False (default: the preset's; GPT-2 has them)"),
     _opt("epochs", "int", "training", "passes over the data (10)"),
     _opt("max_steps", "int", "training", "optimizer steps; overrides --epochs"),
-    _opt("batch_size", "int", "training", "sequences per micro-batch (16)"),
+    _opt("batch_size", "int", "training", "sequences per micro-batch (default: the preset's; cpu-demo 32, else 16)"),
     _opt("grad_accum", "int", "training", "micro-batches per optimizer step (1)"),
     _opt("lr", "float", "training", "peak learning rate (default: the preset's; cpu-demo 5e-3, else 1e-3 up to "
                                     "384 wide, 6e-4 above)"),

@@ -15,7 +15,7 @@ from typing import Any
 
 from pathlib import Path
 
-from gptmini.config import ModelConfig, preset_config
+from gptmini.config import PRESET_RECIPES, ModelConfig, preset_config
 from gptmini.errors import ConfigError, CorpusError
 from gptmini.fmt import option_value
 from gptmini.options import BY_NAME, FIXED_ON_RESUME
@@ -55,15 +55,6 @@ class RunPlan:
         """The learning-rate schedule as recorded in ``config.json`` and each manifest."""
         return {"lr": self.lr, "min_lr": self.min_lr, "warmup_steps": self.warmup_steps,
                 "decay_steps": self.decay_steps, "total_steps": self.total_steps}
-
-
-# The training recipe of a preset, where it is not the general one (AdamW; lr 1e-3 up to 384 wide, 6e-4
-# above; warm-up 5 % of the run, at most 200 steps). The console's default run learns fastest per second
-# on a 2-core CPU with Muon at a higher rate and a short warm-up (bench/README_demo.md); the presets that
-# reproduce Raschka's book or nanoGPT keep their references' AdamW.
-PRESET_RECIPES: dict[str, dict[str, Any]] = {
-    "cpu-demo": dict(optimizer="muon", lr=5e-3, warmup_steps=20),
-}
 
 
 def default_lr(cfg: TrainConfig) -> float:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gptmini.config import PRESET_TOKENIZER, PRESETS, preset_config
+from gptmini.config import PRESET_TOKENIZER, PRESETS, default_batch_size, preset_config
 from gptmini.errors import ConfigError
 from gptmini.options import BY_NAME, DEVICES, DTYPES, TOKENIZERS, read_option
 
@@ -43,7 +43,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 10
     max_steps: int | None = None  # overrides epochs when set
-    batch_size: int = 16
+    batch_size: int | None = None  # default: the preset's recipe (cpu-demo 32), else 16; set when built
     grad_accum: int = 1
     lr: float | None = None  # default: 1e-3 for d_model <= 384, else 6e-4
     min_lr: float | None = None  # default: lr / 10
@@ -80,6 +80,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, read_option(name, value))
+        if self.batch_size is None and self.preset in PRESETS:
+            self.batch_size = default_batch_size(self.preset)
         self.validate()
 
     # ------------------------------------------------------------ validation

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from gptmini.engine import Trainer
 from gptmini.errors import CheckpointError, ConfigError
 from gptmini.model import GPT
 from gptmini.optim import MuonAdamW, make_optimizer
+from gptmini.options import BY_NAME
 from gptmini.plan import plan_run, resume_changes, resume_config
 from gptmini.train_config import TrainConfig
 from tests.helpers import Recorder, read_metrics, tiny_config
@@ -151,6 +154,18 @@ def test_presets_resolve_their_own_recipe():
     assert (_plan(preset="nanogpt-cpu").optimizer, _plan(preset="nanogpt-cpu").lr) == ("adamw", 1e-3)
     assert (_plan(preset="raschka-124m").optimizer, _plan(preset="raschka-124m").lr) == ("adamw", 6e-4)
     assert _plan(preset="raschka-124m").warmup_steps == 200
+
+
+def test_the_demo_trains_on_32_sequences_of_64_and_an_explicit_batch_size_wins():
+    demo = TrainConfig()
+    assert demo.batch_size == 32 and preset_config(demo.preset, 65).context_length == 64
+    assert TrainConfig(preset="raschka-124m").batch_size == 16 and TrainConfig(batch_size=4).batch_size == 4
+    # the new-run form leaves a blank batch size as None: the preset it names decides
+    assert replace(demo, preset="nanogpt-cpu", batch_size=None).batch_size == 16
+    assert "cpu-demo 32, else 16" in BY_NAME["batch_size"].help
+    # a run saved when the demo trained on batches of 16 resumes with them
+    old = _manifest({"preset": "cpu-demo", "batch_size": 16, "lr": None, "warmup_steps": None})
+    assert resume_config(TrainConfig(resume="x", explicit=("resume",)), old).batch_size == 16
 
 
 def _manifest(train_config: dict, schedule: dict | None = None) -> dict:

@@ -30,7 +30,7 @@ FIELDS: list[tuple[str, str, str]] = [
     ("d_model", "d_model", "preset"),
     ("context", "context", "preset"),
     ("epochs", "epochs", "10"),
-    ("batch_size", "batch size", "16"),
+    ("batch_size", "batch size", "preset (cpu-demo 32, else 16)"),
     ("lr", "learning rate", "auto (1e-3 small / 6e-4 large)"),
     ("max_steps", "max steps", "blank: all epochs"),
     ("run_name", "run name", "auto"),
@@ -121,7 +121,7 @@ class NewRunScreen(ModalScreen["object | None"]):
         raw["data"] = [p.strip() for p in raw["data"].split(",") if p.strip()]
         changes = {name: read_option(name, value) if value else None for name, value in raw.items()}
         defaults = {f.name: f.default for f in fields(TrainConfig)}
-        for required in ("epochs", "batch_size"):
+        for required in ("epochs",):
             if changes[required] is None:
                 changes[required] = defaults[required]
         changes["preset"] = self.query_one("#f-preset", Select).value
