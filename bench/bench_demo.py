@@ -74,6 +74,8 @@ def run_arm(name: str, options: dict, data: list[str] | None, minutes: float, ma
             evals.append((time.perf_counter() - t0, e.step, e.val_loss))
         elif isinstance(e, ev.RunStarted):
             state["started"] = e
+        elif isinstance(e, ev.Finished) and e.reason == "completed":
+            state["ended"] = time.perf_counter() - t0
 
     trainer.subscribe(on)
     thread = threading.Thread(target=trainer.run, daemon=True)
@@ -94,7 +96,7 @@ def run_arm(name: str, options: dict, data: list[str] | None, minutes: float, ma
     reach = [next((t for t, _s, v in evals if v <= level), None) for level in levels]
     return {"first": state.get("first"), "at_mark": at_mark, "reach": reach, "samples": samples,
             "real_words": [real_word_share(s, words) for s in samples], "evals": evals,
-            "started": state.get("started")}
+            "started": state.get("started"), "ended": state.get("ended")}
 
 
 def real_word_share(text: str, words: set[str]) -> float:
@@ -137,7 +139,8 @@ def main() -> int:
             results[name].append(res)
             print(f"  round {r + 1} {name}: first loss {res['first']:.1f} s; val at marks "
                   f"{[None if v is None else round(v, 3) for v in res['at_mark']]}; reach {levels}: "
-                  f"{[None if t is None else round(t) for t in res['reach']]} s", flush=True)
+                  f"{[None if t is None else round(t) for t in res['reach']]} s"
+                  + (f"; its last step ended {res['ended']:.0f} s after the start" if res["ended"] else ""), flush=True)
     lines = [f"### {time.strftime('%Y-%m-%d %H:%M')} — {describe_machine()}", "",
              f"torch {torch.__version__} ({torch.get_num_threads()} threads); corpus {corpus.name}; "
              f"`python bench/bench_demo.py --arms {args.arms} --minutes {args.minutes:g} --rounds {args.rounds}"
