@@ -112,7 +112,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=5.0, help="wall time per arm (5)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds; the arms alternate ABBA (2)")
     ap.add_argument("--marks", default="60,120,300", help="seconds after the start (60,120,300)")
-    ap.add_argument("--levels", default=LEVELS, help="val loss levels to time (2.2,2.0,1.8,1.6)")
+    ap.add_argument("--levels", default=LEVELS, help=f"val loss levels to time ({LEVELS})")
     ap.add_argument("--prompt", default="The ")
     ap.add_argument("--same-eval", action="store_true", help="evaluate every arm every 100 steps on 20 batches")
     ap.add_argument("--eval-interval", type=int, default=None, metavar="N",

@@ -80,7 +80,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, read_option(name, value))
-        if self.batch_size is None and self.preset in PRESETS:
+        if self.batch_size is None:
             self.batch_size = default_batch_size(self.preset)
         self.validate()
 

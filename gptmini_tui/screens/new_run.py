@@ -120,10 +120,8 @@ class NewRunScreen(ModalScreen["object | None"]):
         raw = {name: self.query_one(f"#f-{name}", Input).value.strip() for name, _l, _p in FIELDS}
         raw["data"] = [p.strip() for p in raw["data"].split(",") if p.strip()]
         changes = {name: read_option(name, value) if value else None for name, value in raw.items()}
-        defaults = {f.name: f.default for f in fields(TrainConfig)}
-        for required in ("epochs",):
-            if changes[required] is None:
-                changes[required] = defaults[required]
+        if changes["epochs"] is None:
+            changes["epochs"] = next(f.default for f in fields(TrainConfig) if f.name == "epochs")
         changes["preset"] = self.query_one("#f-preset", Select).value
         tok = self.query_one("#f-tokenizer", Select).value
         changes["tokenizer"] = None if tok == "default" else tok
