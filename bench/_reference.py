@@ -60,7 +60,7 @@ def data_file(name: str) -> Path | None:
 
 def gpt2_encoding():
     """tiktoken's GPT-2 ``Encoding``, built offline by GPTMini (supports ``allowed_special``)."""
-    from gptmini.tokenizer import gpt2_encoding as enc
+    from gptmini.text.tokenizer import gpt2_encoding as enc
 
     return enc()
 

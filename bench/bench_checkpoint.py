@@ -22,7 +22,7 @@ random weights, context 64 to keep the run short):
             (no allocation / page faults: what reusing buffers between saves would cost), and
             the engine's copy code while the previous copy is still alive (as when the writer
             thread still holds it).
-  write     ``gptmini.checkpoint.save_checkpoint`` directly (safetensors, fsync,
+  write     ``gptmini.ckpt.store.save_checkpoint`` directly (safetensors, fsync,
             sha256 of each file, manifest, atomic rename, pointers, pruning).
   load      ``gptmini.checkpoint.load_checkpoint`` (sha256 verify + safetensors load),
             and ``verify`` alone.
@@ -54,24 +54,19 @@ DATA = ROOT.parent / "shared" / "data"
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 from _reference import code_version  # noqa: E402
 
 from gptmini import events as ev  # noqa: E402
-from gptmini.checkpoint import (  # noqa: E402
-    MODEL_FILE,
-    OPTIM_FILE,
-    flatten_optimizer_state,
-    load_checkpoint,
-    resolve_checkpoint,
-    save_checkpoint,
-    verify_checkpoint,
-)
-from gptmini.config import preset_config  # noqa: E402
-from gptmini.engine import Trainer  # noqa: E402
-from gptmini.model import GPT  # noqa: E402
-from gptmini.optim import make_optimizer  # noqa: E402
+from gptmini.ckpt.layout import MODEL_FILE, OPTIM_FILE  # noqa: E402
+from gptmini.ckpt.optim_state import flatten_optimizer_state  # noqa: E402
+from gptmini.ckpt.seal import verify_checkpoint  # noqa: E402
+from gptmini.ckpt.store import load_checkpoint, resolve_checkpoint, save_checkpoint  # noqa: E402
+from gptmini.model.gpt import GPT  # noqa: E402
+from gptmini.presets import preset_config  # noqa: E402
+from gptmini.train.engine import Trainer  # noqa: E402
+from gptmini.train.optim import make_optimizer  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
-from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 PRESETS = {
     "cpu-demo": dict(file="tinyshakespeare.txt", tokenizer="char", context=None, batch=8, steps=6,

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +46,9 @@ def child(mode: str, data: str) -> None:
     t0 = time.perf_counter()
     if mode == "build+torch":
         import torch  # noqa: F401
-    from gptmini.corpus import load_corpus
-    from gptmini.data import TokenData
-    from gptmini.tokenizer import build_tokenizer, gpt2_encoding
+    from gptmini.data.tokens import TokenData
+    from gptmini.text.corpus import load_corpus
+    from gptmini.text.tokenizer import build_tokenizer, gpt2_encoding
 
     out: dict = {"mode": mode, "import_s": time.perf_counter() - t0}
     if mode != "imports":

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 from gptmini import events as ev  # noqa: E402
-from gptmini.engine import Trainer  # noqa: E402
-from gptmini.sampling import Sampler, SamplingSettings  # noqa: E402
+from gptmini.sample.sampler import Sampler, SamplingSettings  # noqa: E402
+from gptmini.train.engine import Trainer  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
 
 ARMS = {
@@ -124,7 +124,7 @@ def main() -> int:
     levels = [float(v) for v in args.levels.split(",")]
     work = Path(tempfile.mkdtemp(prefix="gptmini-demo-"))
     os.environ.setdefault("GPTMINI_CACHE_DIR", str(work / "cache"))
-    from gptmini.corpus import load_corpus
+    from gptmini.text.corpus import load_corpus
 
     corpus = load_corpus(args.data)
     words = {w.lower() for w in re.findall(r"[A-Za-z]{2,}", "".join(corpus.iter_text()))}

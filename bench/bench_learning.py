@@ -48,12 +48,12 @@ DATA = ROOT.parent / "shared" / "data"
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 from _reference import code_version  # noqa: E402
 
 from gptmini import events as ev  # noqa: E402
-from gptmini.engine import Trainer  # noqa: E402
+from gptmini.train.engine import Trainer  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
-from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 RUNS = {
     "raschka": dict(
@@ -192,9 +192,9 @@ def diagnose(variant: str, dims: tuple[int, int, int], epochs: int) -> list[tupl
     """
     import _reference as R
 
-    from gptmini.config import preset_config
-    from gptmini.model import GPT
-    from gptmini.optim import make_optimizer
+    from gptmini.model.gpt import GPT
+    from gptmini.presets import preset_config
+    from gptmini.train.optim import make_optimizer
 
     n_layers, n_heads, d_model = dims
     rc = dict(R.GPT_CONFIG_124M, n_layers=n_layers, n_heads=n_heads, emb_dim=d_model)

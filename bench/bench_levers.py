@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 from gptmini import events as ev  # noqa: E402
-from gptmini.engine import Trainer  # noqa: E402
+from gptmini.train.engine import Trainer  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
 
 SHAPES = {

@@ -29,18 +29,20 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # ch05 imports matplotlib.pyplot
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-
-from gptmini.config import preset_config  # noqa: E402
-from gptmini.model import GPT  # noqa: E402
-from gptmini.sampling import Sampler, SamplingSettings, generate_uncached  # noqa: E402
 from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
+
+from gptmini.model.gpt import GPT  # noqa: E402
+from gptmini.presets import preset_config  # noqa: E402
+from gptmini.sample.sampler import Sampler, SamplingSettings, generate_uncached  # noqa: E402
 
 PROMPT = "Every effort moves you forward"  # 5 GPT-2 tokens
 
 
 def import_raschka():
     try:
-        from llms_from_scratch.ch04 import GPTModel  # only ch04/ch05: nothing is downloaded at import
+        from llms_from_scratch.ch04 import (
+            GPTModel,  # only ch04/ch05: nothing is downloaded at import
+        )
         from llms_from_scratch.ch05 import generate
     except ImportError as exc:
         sys.exit(
@@ -111,7 +113,7 @@ def main() -> int:
     device = torch.device(args.device)
     GPTModel, raschka_generate = import_raschka()
 
-    from gptmini.tokenizer import build_tokenizer
+    from gptmini.text.tokenizer import build_tokenizer
 
     tok = _NoStopTokenizer(build_tokenizer("gpt2"))
     prompt_ids = tok.encode(PROMPT)

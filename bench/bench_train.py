@@ -59,13 +59,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _reference as R  # noqa: E402  (puts the repo root on sys.path, sets MPLBACKEND)
-
 import torch  # noqa: E402
+from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 from gptmini import events as ev  # noqa: E402
-from gptmini.engine import Trainer  # noqa: E402
+from gptmini.train.engine import Trainer  # noqa: E402
 from gptmini.train_config import TrainConfig  # noqa: E402
-from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 CONFIGS = {
     "A": dict(label="A: GPT_CONFIG_124M (12/12/768)", n_layers=12, n_heads=12, d_model=768),

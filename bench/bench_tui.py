@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
 from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
 
 HERE = Path(__file__).resolve().parent
@@ -156,7 +157,7 @@ class StepProbe:
 
 # ---------------------------------------------------------------- (1) throughput
 def run_headless(opts: dict, skip: int) -> float:
-    from gptmini.engine import Trainer
+    from gptmini.train.engine import Trainer
     from gptmini.train_config import TrainConfig
 
     trainer = Trainer(TrainConfig(**opts))
@@ -551,7 +552,6 @@ def bench_history_memory(n_steps: int = 1_000_000, width: int = 120) -> dict:
     and points drawn."""
     import tracemalloc
 
-
     from gptmini import events as ev
     from gptmini.history import LossHistory, downsample
     from gptmini.session import RunRecord
@@ -643,8 +643,8 @@ def main() -> int:
     if args.repeats < 1:
         ap.error(f"--repeats must be at least 1, got {args.repeats}")
 
-    import torch
     import textual
+    import torch
 
     global THREADS, WARMUP
     THREADS = args.threads

@@ -23,12 +23,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gptmini import events as ev  # noqa: E402
-from gptmini.config import ModelConfig, preset_config  # noqa: E402
-from gptmini.engine import Trainer  # noqa: E402
-from gptmini.model import GPT  # noqa: E402
-from gptmini.train_config import TrainConfig  # noqa: E402
 from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
+
+from gptmini import events as ev  # noqa: E402
+from gptmini.model.config import ModelConfig
+from gptmini.model.gpt import GPT  # noqa: E402
+from gptmini.presets import preset_config  # noqa: E402
+from gptmini.train.engine import Trainer  # noqa: E402
+from gptmini.train_config import TrainConfig  # noqa: E402
 
 ROWS: list[tuple[str, str, str]] = []  # (check, result, note)
 T0 = time.time()
@@ -51,7 +53,7 @@ def section(fn):
 
 
 def corpus_file(tmp: Path, repeat: int) -> Path:
-    from gptmini.corpus import load_corpus
+    from gptmini.text.corpus import load_corpus
 
     text = load_corpus().text
     path = tmp / f"python-reference-x{repeat}.txt"
@@ -147,7 +149,7 @@ def run_engine(cfg: TrainConfig, warm_steps: int) -> dict:
 
 @section
 def checkpoints_cross_device(device: str, quick: bool, tmp: Path) -> None:
-    from gptmini.checkpoint import load_for_inference
+    from gptmini.ckpt.state import load_for_inference
 
     if device == "cpu":
         row("checkpoint GPU<->CPU", "skipped", "(CPU run)")
@@ -181,8 +183,8 @@ def checkpoints_cross_device(device: str, quick: bool, tmp: Path) -> None:
 
 @section
 def sampling(device: str, quick: bool) -> None:
-    from gptmini.sampling import Sampler, SamplingSettings, generate_uncached
-    from gptmini.tokenizer import build_tokenizer
+    from gptmini.sample.sampler import Sampler, SamplingSettings, generate_uncached
+    from gptmini.text.tokenizer import build_tokenizer
 
     tok = build_tokenizer("gpt2")
     torch.manual_seed(0)

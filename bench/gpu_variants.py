@@ -19,13 +19,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_check import corpus_file, run_engine  # noqa: E402
-
-from gptmini.model import GPT, CausalSelfAttention  # noqa: E402
-from gptmini.train_config import TrainConfig  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from _machine import describe as describe_machine  # noqa: E402 - bench/_machine.py
+from gpu_check import corpus_file, run_engine  # noqa: E402
 
+from gptmini.model.gpt import GPT, CausalSelfAttention  # noqa: E402
+from gptmini.train_config import TrainConfig  # noqa: E402
 
 ORIGINAL_LOSS = GPT.loss_from_hidden
 

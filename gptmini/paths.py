@@ -16,11 +16,11 @@ from gptmini.errors import ConfigError
 def check_run_paths(cfg) -> None:
     """``--data`` exists, ``--resume`` exists, and the run folder can be created and written."""
     if cfg.data:
-        from gptmini.corpus import check_data_paths
+        from gptmini.text.corpus import check_data_paths
 
         check_data_paths(cfg.data)
     if cfg.init_from:
-        from gptmini.pretrained import check_init_spec
+        from gptmini.interop.pretrained import check_init_spec
 
         check_init_spec(cfg.init_from)
     if cfg.resume:

@@ -199,7 +199,7 @@ class RunSession:
             config = TrainConfig()
         factory = self.trainer_factory
         if factory is None:
-            from gptmini.engine import Trainer as factory
+            from gptmini.train.engine import Trainer as factory
         self._reset()
         self.config = config
         self.pause_requested = paused
@@ -301,7 +301,7 @@ class RunSession:
     # ---------------------------------------------------------------- reading
     def list_checkpoints(self) -> list:
         """This run's checkpoints, oldest first (blocking: reads every manifest)."""
-        from gptmini.checkpoint import list_checkpoints
+        from gptmini.ckpt.listing import list_checkpoints
 
         run_dir = self.run_dir
         return list_checkpoints(run_dir) if run_dir is not None else []
@@ -336,7 +336,7 @@ class RunSession:
 
     def newer_checkpoint(self, infos: list) -> Any:
         """Attach mode: the newest of ``infos`` when it is not the checkpoint sampled so far, else None."""
-        from gptmini.checkpoint import newest_checkpoint
+        from gptmini.ckpt.listing import newest_checkpoint
 
         newest = newest_checkpoint(infos)
         with self._lock:
@@ -346,7 +346,8 @@ class RunSession:
         return newest
 
     def _newest_saved_weights(self, cached: SamplingSource | None) -> SamplingSource:
-        from gptmini.checkpoint import list_checkpoints, load_for_inference, newest_checkpoint
+        from gptmini.ckpt.listing import list_checkpoints, newest_checkpoint
+        from gptmini.ckpt.state import load_for_inference
 
         newest = newest_checkpoint(list_checkpoints(self.attach_dir))
         if newest is None:

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gptmini.config import PRESET_TOKENIZER, PRESETS, default_batch_size, preset_config
 from gptmini.errors import ConfigError
 from gptmini.options import BY_NAME, DEVICES, DTYPES, TOKENIZERS, read_option
+from gptmini.presets import PRESET_TOKENIZER, PRESETS, default_batch_size, preset_config
 
 if sys.version_info >= (3, 11):
     import tomllib

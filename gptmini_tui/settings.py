@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from gptmini.sampling_settings import STRATEGIES
+from gptmini.sample.settings import STRATEGIES
 
 TOP_K_STEPS = (1, 2, 3, 5, 10, 20, 40, 50, 100, 200, 500, 1000)
 TEMPERATURE_RANGE = (0.1, 3.0)
@@ -23,7 +23,7 @@ class PlaygroundSettings:
     # ------------------------------------------------------------ mapping
     def sampling(self, strategy: str | None = None):
         """The ``gptmini.sampling.SamplingSettings`` for ``strategy`` (default: the active one)."""
-        from gptmini.sampling import SamplingSettings
+        from gptmini.sample.sampler import SamplingSettings
 
         s = strategy or self.strategy
         return SamplingSettings(

@@ -5,7 +5,7 @@ import sys
 
 from safetensors.torch import save_file
 
-from gptmini.engine import Trainer
+from gptmini.train.engine import Trainer
 from gptmini.train_config import TrainConfig
 
 data, out, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from gptmini.engine import Trainer
+from gptmini.train.engine import Trainer
 from gptmini.train_config import TrainConfig
 
 TINY = dict(n_layers=1, n_heads=2, d_model=32, context=32, batch_size=4, eval_batches=2, sample_tokens=8)

@@ -11,19 +11,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gptmini.checkpoint import (
-    CheckpointError,
-    check_model_config,
-    export_weights,
-    list_checkpoints,
-    load_checkpoint,
-    load_for_inference,
-    read_pointer,
-    save_checkpoint,
-    verify_checkpoint,
-)
-from gptmini.config import ModelConfig
-from gptmini.engine import Trainer
+from gptmini.ckpt.files import read_pointer
+from gptmini.ckpt.listing import list_checkpoints
+from gptmini.ckpt.seal import verify_checkpoint
+from gptmini.ckpt.state import check_model_config, load_for_inference
+from gptmini.ckpt.store import load_checkpoint, save_checkpoint
+from gptmini.errors import CheckpointError
+from gptmini.interop.weights import export_weights
+from gptmini.model.config import ModelConfig
+from gptmini.train.engine import Trainer
 from tests.helpers import tiny_config
 
 

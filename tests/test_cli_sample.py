@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from gptmini.cli import sample as sample_cli
-from gptmini.config import ModelConfig
-from gptmini.model import GPT
-from gptmini.sampling import Sampler, SamplingSettings
+from gptmini.model.config import ModelConfig
+from gptmini.model.gpt import GPT
+from gptmini.sample.sampler import Sampler, SamplingSettings
 from tests.helpers import ByteTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def test_show_probs_prints_table_before_text(fake_checkpoint, capsys):
 
 
 def test_format_distribution_columns():
-    from gptmini.sampling import Candidate
+    from gptmini.sample.sampler import Candidate
 
     text = sample_cli.format_distribution(
         [Candidate(5, "␣the", 0.5, 0.8), Candidate(9, "a", 0.125, 0.2)], width=10, bar_char="#"
@@ -147,7 +147,6 @@ def test_format_distribution_columns():
 
 
 def test_unknown_checkpoint_is_one_line_error(capsys, tmp_path):
-    pytest.importorskip("gptmini.checkpoint")
     args = parse(["--checkpoint", str(tmp_path / "missing"), "--device", "cpu"])
     assert sample_cli.run(args) == 2
     err = capsys.readouterr().err
@@ -157,11 +156,11 @@ def test_unknown_checkpoint_is_one_line_error(capsys, tmp_path):
 # ------------------------------------------------------------- end to end
 def _cli_ready() -> str | None:
     try:
-        ckpt = importlib.import_module("gptmini.checkpoint")
+        ckpt = importlib.import_module("gptmini.ckpt.state")
     except Exception as exc:  # pragma: no cover - before the module lands
-        return f"gptmini.checkpoint not importable: {exc}"
+        return f"gptmini.ckpt.state not importable: {exc}"
     if not hasattr(ckpt, "load_for_inference"):
-        return "gptmini.checkpoint has no load_for_inference yet"
+        return "gptmini.ckpt.state has no load_for_inference yet"
     if importlib.util.find_spec("gptmini.cli.train") is None:
         return "gptmini train is not available yet"
     return None

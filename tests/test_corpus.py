@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gptmini import corpus as cp
-from gptmini.corpus import NAMED_CORPORA, Corpus, fetch_named_corpus, load_corpus
 from gptmini.errors import ConfigError, CorpusError
+from gptmini.text import corpus as cp
+from gptmini.text.corpus import NAMED_CORPORA, Corpus, fetch_named_corpus, load_corpus
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

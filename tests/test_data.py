@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from gptmini.corpus import Corpus, load_corpus
-from gptmini.data import Batches, TokenData, check_fits, eval_batches, tokens_cache_dir
+from gptmini.data.tokens import TokenData, tokens_cache_dir
+from gptmini.data.windows import Batches, check_fits, eval_batches
 from gptmini.errors import ConfigError, CorpusError
-from gptmini.tokenizer import build_tokenizer
+from gptmini.text.corpus import Corpus, load_corpus
+from gptmini.text.tokenizer import build_tokenizer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from gptmini import events as ev
-from gptmini.checkpoint import load_checkpoint
-from gptmini.engine import Trainer
-from gptmini.optim import lr_at
+from gptmini.ckpt.store import load_checkpoint
+from gptmini.train.engine import Trainer
+from gptmini.train.optim import lr_at
 from tests.helpers import Recorder, start_in_thread, tiny_config
 
 
@@ -203,7 +203,7 @@ def test_bad_data_is_an_error_event_and_run_returns(tmp_path):
 
 
 def test_failed_save_reports_error_and_keeps_older_checkpoints(tiny_text, tmp_path, monkeypatch):
-    import gptmini.checkpoint as ck
+    import gptmini.ckpt.store as ck
 
     rec = Recorder()
     run = tmp_path / "run"
@@ -228,7 +228,7 @@ def test_failed_save_reports_error_and_keeps_older_checkpoints(tiny_text, tmp_pa
 
 
 def test_out_of_memory_is_an_error_event_with_advice_and_the_process_lives(tiny_text, tmp_path, monkeypatch):
-    from gptmini.model import GPT
+    from gptmini.model.gpt import GPT
 
     real = GPT.forward
     calls = {"n": 0}
@@ -296,7 +296,7 @@ def test_a_save_requested_after_the_run_ended_is_written_not_dropped(tiny_text, 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gptmini.ckpt_writer.save_checkpoint", disk_full)  # a failing late save is an error, not a no-op
+    monkeypatch.setattr("gptmini.ckpt.writer.save_checkpoint", disk_full)  # a failing late save is an error, not a no-op
     with pytest.raises(OSError, match="No space left"):
         trainer.request_save("manual").result(timeout=60)
     assert "No space left" in rec.of(ev.Error)[-1].message
@@ -315,8 +315,8 @@ def test_no_engine_thread_outlives_run(tiny_text, tmp_path):
 def test_closing_the_checkpoint_writer_waits_for_its_thread(monkeypatch):
     import threading
 
-    from gptmini.ckpt_writer import CheckpointWriter
-    from gptmini.staging import StagingPool
+    from gptmini.ckpt.staging import StagingPool
+    from gptmini.ckpt.writer import CheckpointWriter
 
     pool = StagingPool()
     busy, release = threading.Event(), threading.Event()
@@ -342,7 +342,7 @@ def test_closing_the_checkpoint_writer_waits_for_its_thread(monkeypatch):
 
 
 def test_the_throughput_readout_leaves_out_warm_up_and_hiccups():
-    from gptmini.meter import Throughput
+    from gptmini.train.meter import Throughput
 
     now = [0.0]
     meter = Throughput(flops_per_token=6.0, peak_flops=60.0, window=20, clock=lambda: now[0])

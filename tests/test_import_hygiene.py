@@ -5,8 +5,9 @@ import sys
 
 CODE = r"""
 import sys, torch
-import gptmini, gptmini.engine, gptmini.sampling, gptmini.checkpoint, gptmini.data, gptmini.corpus
-import gptmini.tokenizer, gptmini.metrics, gptmini.cli, gptmini.session, gptmini.history, gptmini.fmt
+import gptmini, gptmini.train.engine, gptmini.sample.sampler, gptmini.ckpt.store, gptmini.ckpt.state
+import gptmini.data.tokens, gptmini.data.windows, gptmini.text.corpus, gptmini.text.tokenizer, gptmini.presets
+import gptmini.interop.pretrained, gptmini.interop.hf_export, gptmini.metrics, gptmini.cli, gptmini.session, gptmini.history, gptmini.fmt
 from gptmini import GPT, ModelConfig
 m = GPT(ModelConfig(vocab_size=50, context_length=8, n_layers=1, n_heads=2, d_model=16))
 x = torch.randint(0, 50, (2, 8))
@@ -37,7 +38,8 @@ def test_no_library_module_mentions_textual_imports():
 
 LIGHT = r"""
 import sys
-import gptmini, gptmini.corpus, gptmini.tokenizer, gptmini.data, gptmini.cli, gptmini.config, gptmini.events
+import gptmini, gptmini.text.corpus, gptmini.text.tokenizer, gptmini.data.tokens, gptmini.cli, gptmini.model.config
+import gptmini.presets, gptmini.events, gptmini.options, gptmini.train_config
 from gptmini.cli import build_parser
 build_parser()
 print("TORCH:" + str("torch" in sys.modules))

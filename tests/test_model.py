@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from gptmini.config import PRESETS, ModelConfig, preset_config
-from gptmini.model import GPT
+from gptmini.model.config import ModelConfig
+from gptmini.model.gpt import GPT
+from gptmini.presets import PRESETS, preset_config
 
 
 def tiny(**kw):

@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from gptmini.omp import limit_this_thread
+from gptmini.train.omp import limit_this_thread
 
 
 def test_limit_applies_to_the_calling_thread_only():

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from gptmini.errors import ConfigError
-from gptmini.pretrained import load_model
-from gptmini.sampling import Sampler, SamplingSettings
-from gptmini.tokenizer import build_tokenizer
+from gptmini.interop.pretrained import load_model
+from gptmini.sample.sampler import Sampler, SamplingSettings
+from gptmini.text.tokenizer import build_tokenizer
 from tests.helpers import read_metrics
 from tests.test_cli import TINY, run
 
@@ -168,7 +168,7 @@ def test_flags_that_disagree_with_gpt2_are_refused(hf_folder, tiny_text, tmp_pat
 
 @pytest.mark.parametrize("variant", ["gpt2 tokenizer", "char tokenizer", "untied head, no qkv bias", "no bias"])
 def test_export_loads_in_transformers_with_the_same_outputs(tiny_text, tmp_path, variant):
-    from gptmini.checkpoint import load_for_inference
+    from gptmini.ckpt.state import load_for_inference
 
     run_dir, hf_dir = tmp_path / "run", tmp_path / "hf"
     flags = {"gpt2 tokenizer": ["--tokenizer", "gpt2"], "char tokenizer": ["--tokenizer", "char"],

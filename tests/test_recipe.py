@@ -7,17 +7,17 @@ from dataclasses import replace
 import pytest
 import torch
 
-from gptmini import device as device_mod
 from gptmini import events as ev
-from gptmini.checkpoint import flatten_optimizer_state, unflatten_optimizer_state
-from gptmini.config import preset_config
-from gptmini.device import choose_precision, cpu_has_native_bf16
-from gptmini.engine import Trainer
+from gptmini.ckpt.optim_state import flatten_optimizer_state, unflatten_optimizer_state
 from gptmini.errors import CheckpointError, ConfigError
-from gptmini.model import GPT
-from gptmini.optim import MuonAdamW, make_optimizer
+from gptmini.model.gpt import GPT
 from gptmini.options import BY_NAME
-from gptmini.plan import plan_run, resume_changes, resume_config
+from gptmini.presets import preset_config
+from gptmini.train import device as device_mod
+from gptmini.train.device import choose_precision, cpu_has_native_bf16
+from gptmini.train.engine import Trainer
+from gptmini.train.optim import MuonAdamW, make_optimizer
+from gptmini.train.plan import plan_run, resume_changes, resume_config
 from gptmini.train_config import TrainConfig
 from tests.helpers import Recorder, read_metrics, tiny_config
 from tests.test_cli import TINY, run
@@ -119,7 +119,7 @@ def test_muon_state_saves_and_loads_exactly():
 
 
 def test_our_muon_is_torchs_in_bf16_and_runs_in_fp32_where_bf16_is_emulated(monkeypatch):
-    from gptmini import muon as muon_mod
+    from gptmini.train import muon as muon_mod
 
     torch.manual_seed(0)
     ours = [torch.nn.Parameter(torch.randn(48, 16) * 0.02), torch.nn.Parameter(torch.randn(16, 64) * 0.02)]

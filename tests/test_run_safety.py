@@ -205,7 +205,7 @@ def test_a_failed_save_makes_the_exit_status_non_zero(tiny_text, tmp_path, monke
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gptmini.ckpt_writer.save_checkpoint", disk_full)
+    monkeypatch.setattr("gptmini.ckpt.writer.save_checkpoint", disk_full)
     code = main(["train", "--data", str(tiny_text), *TINY, "--max-steps", "4", "--save-interval", "2",
                  "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err

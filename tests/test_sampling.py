@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-import gptmini.sampling as sampling_mod
-from gptmini.config import ModelConfig
+import gptmini.sample.sampler as sampling_mod
 from gptmini.errors import GPTMiniError, SamplingError, TokenizerError
-from gptmini.model import GPT, KVCache
-from gptmini.sampling import (
+from gptmini.model.config import ModelConfig
+from gptmini.model.gpt import GPT, KVCache
+from gptmini.sample.sampler import (
     Candidate,
     Sampler,
     SamplingSettings,
@@ -527,7 +527,7 @@ def test_vocab_mismatch_is_a_clear_error():
 
 # ---------------------------------------------------------------- real tokenizers
 def _real_tokenizer(name, text=None):
-    mod = pytest.importorskip("gptmini.tokenizer", reason="gptmini.tokenizer not available yet")
+    mod = pytest.importorskip("gptmini.text.tokenizer", reason="gptmini.tokenizer not available yet")
     try:
         return mod.build_tokenizer(name, text)
     except GPTMiniError as exc:  # e.g. GPT-2 vocabulary files unavailable

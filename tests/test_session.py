@@ -130,7 +130,7 @@ def test_a_save_that_fails_on_quit_is_reported(tiny_text, tmp_path, monkeypatch)
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gptmini.ckpt_writer.save_checkpoint", disk_full)
+    monkeypatch.setattr("gptmini.ckpt.writer.save_checkpoint", disk_full)
     problem = session.stop(save_reason="quit")
     assert problem is not None and "No space left on device" in problem
 
@@ -171,7 +171,7 @@ def test_a_crashing_trainer_is_an_error_event_not_a_hang():
 
 
 def test_attach_follows_another_runs_folder_and_samples_its_newest_checkpoint(tiny_text, tmp_path):
-    from gptmini.engine import Trainer
+    from gptmini.train.engine import Trainer
 
     run = tmp_path / "run"
     Trainer(tiny_config(tiny_text, run, max_steps=12, eval_interval=6, save_interval=6)).run()

@@ -8,9 +8,9 @@ import torch
 from helpers import Recorder, tiny_config
 
 from gptmini import events as ev
-from gptmini.checkpoint import load_checkpoint
-from gptmini.engine import Trainer
-from gptmini.staging import StagingPool, spec_of
+from gptmini.ckpt.staging import StagingPool, spec_of
+from gptmini.ckpt.store import load_checkpoint
+from gptmini.train.engine import Trainer
 
 
 def test_released_buffers_are_reused_and_hold_the_new_values():

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import random
+
 import numpy as np
 import pytest
 
-from gptmini import tokenizer as tk
 from gptmini.errors import ConfigError, TokenizerError
-from gptmini.tokenizer import CharTokenizer, GPT2Tokenizer, build_tokenizer, tokenizer_from_description
+from gptmini.text import tokenizer as tk
+from gptmini.text.tokenizer import (
+    CharTokenizer,
+    GPT2Tokenizer,
+    build_tokenizer,
+    tokenizer_from_description,
+)
 
 UNICODE = "Era uma vez um dragão 🐉"
 

@@ -29,7 +29,7 @@ def add_parsers(sub) -> None:
 
 
 def run_list(args) -> int:
-    from gptmini.checkpoint import find_runs, list_checkpoints
+    from gptmini.ckpt.listing import find_runs, list_checkpoints
 
     root = Path(args.path)
     if not root.exists():
@@ -63,7 +63,7 @@ def run_list(args) -> int:
 
 def run_export(args) -> int:
     if args.format == "hf":
-        from gptmini.hf_export import export_hf
+        from gptmini.interop.hf_export import export_hf
 
         if args.out.endswith(".safetensors"):
             raise CheckpointError(f"--format hf writes a folder; give --out a folder name, not {args.out}")
@@ -71,7 +71,7 @@ def run_export(args) -> int:
         print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))}); load it with "
               f"transformers.GPT2LMHeadModel.from_pretrained({str(out)!r})")
         return 0
-    from gptmini.checkpoint import export_weights
+    from gptmini.interop.weights import export_weights
 
     out = export_weights(args.checkpoint, args.out)
     print(f"wrote {out} ({fmt.human_bytes(out.stat().st_size)})")

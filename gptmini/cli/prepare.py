@@ -20,8 +20,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from gptmini.cli.train import ConsoleReporter
-    from gptmini.corpus import load_corpus
-    from gptmini.data import TokenisingProgress, tokenize_corpus
+    from gptmini.data.tokens import TokenisingProgress, tokenize_corpus
+    from gptmini.text.corpus import load_corpus
 
     cfg = train_config_from_args(args)
     console = Console()

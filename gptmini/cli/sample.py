@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from gptmini.errors import GPTMiniError, SamplingError
-from gptmini.sampling_settings import STRATEGIES, Candidate, SamplingSettings
+from gptmini.sample.settings import STRATEGIES, Candidate, SamplingSettings
 
 DEFAULT_PROMPT = "The "
 
@@ -116,19 +116,19 @@ def validate_settings(settings: SamplingSettings, vocab_size: int | None = None)
 def _load(args: argparse.Namespace, device: str):
     """``(model, tokenizer, what was loaded)``; a seam for tests."""
     if args.init_from:
-        from gptmini.pretrained import load_model
-        from gptmini.tokenizer import build_tokenizer
+        from gptmini.interop.pretrained import load_model
+        from gptmini.text.tokenizer import build_tokenizer
 
         model, _cfg, _folder = load_model(args.init_from, device=device)
         return model, build_tokenizer("gpt2"), f"{args.init_from} (pretrained GPT-2"
-    from gptmini.checkpoint import load_for_inference
+    from gptmini.ckpt.state import load_for_inference
 
     model, tokenizer, manifest = load_for_inference(args.checkpoint, device=device)
     return model, tokenizer, f"{args.checkpoint} (step {manifest.get('step', '?')}"
 
 
 def _resolve_device(name: str) -> str:
-    from gptmini.device import resolve_device
+    from gptmini.train.device import resolve_device
 
     return str(resolve_device(name))
 
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gptmini.sampling import Sampler
+    from gptmini.sample.sampler import Sampler
 
     settings = settings_from_args(args)
     device = _resolve_device(args.device)

@@ -120,7 +120,9 @@ class ConsoleReporter(ev.Handler):
 def run(args) -> int:
     cfg = train_config_from_args(args)
     check_run_paths(cfg)  # one line and exit 2 for an unusable --out / --data / --resume, before torch loads
-    from gptmini.engine import Trainer  # torch: imported once the options are known to be valid
+    from gptmini.train.engine import (
+        Trainer,  # torch: imported once the options are known to be valid
+    )
 
     console = Console(stderr=False)
     trainer = Trainer(cfg)

@@ -14,12 +14,11 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from gptmini.config import PRESETS
 from gptmini.errors import GPTMiniError
 from gptmini.options import read_option
 from gptmini.paths import check_run_paths
+from gptmini.presets import PRESETS
 from gptmini.train_config import TrainConfig
-
 
 FIELDS: list[tuple[str, str, str]] = [
     # (field, label, placeholder)

@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.widgets import Input, Static
 
 from gptmini.errors import GPTMiniError, error_text
-from gptmini.sampling_settings import STRATEGIES
+from gptmini.sample.settings import STRATEGIES
 from gptmini_tui.settings import PlaygroundSettings
 
 
@@ -250,8 +250,8 @@ class Playground(Vertical):
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def _generate(self, generation: int, prompt: str, jobs: list, cancel: threading.Event) -> None:
-        from gptmini.omp import limit_this_thread
-        from gptmini.sampling import Sampler, TokenEvent
+        from gptmini.sample.sampler import Sampler, TokenEvent
+        from gptmini.train.omp import limit_this_thread
 
         limit_this_thread(1)  # sample beside training without a second OpenMP team (gptmini/omp.py)
         try:

@@ -100,8 +100,8 @@ class ProbsView(Static):
 
     @work(thread=True, exclusive=True, group="probs", exit_on_error=False)
     def _compute(self, request: int, prompt: str, settings) -> None:
-        from gptmini.omp import limit_this_thread
-        from gptmini.sampling import Sampler
+        from gptmini.sample.sampler import Sampler
+        from gptmini.train.omp import limit_this_thread
 
         if request != self._request:
             return  # a newer request is already queued

@@ -11,7 +11,13 @@ import json
 
 import pytest
 from textual.widgets import Input
-from tui_helpers import checkpoint_dirs, current_step, press, record_notifications, wait_until
+from tui_helpers import (
+    checkpoint_dirs,
+    current_step,
+    press,
+    record_notifications,
+    wait_until,
+)
 
 from gptmini import events as ev
 from gptmini_tui import actions
@@ -375,7 +381,7 @@ async def test_a_save_that_failed_during_the_run_makes_quit_exit_non_zero(tiny_c
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gptmini.ckpt_writer.save_checkpoint", disk_full)
+    monkeypatch.setattr("gptmini.ckpt.writer.save_checkpoint", disk_full)
     app = GPTMiniApp(tiny_config(save_interval=3, eval_interval=100_000))
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.session.record.save_errors, 60, "a failed save")

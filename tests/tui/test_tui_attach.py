@@ -9,11 +9,18 @@ from __future__ import annotations
 import threading
 
 import pytest
-from tui_helpers import T0, checkpoint_dirs, press, record_notifications, wait_until, write_static_run
+from tui_helpers import (
+    T0,
+    checkpoint_dirs,
+    press,
+    record_notifications,
+    wait_until,
+    write_static_run,
+)
 
+from gptmini_tui.actions import ATTACHED_REASON
 from gptmini_tui.app import GPTMiniApp
 from gptmini_tui.screens.help import HelpScreen
-from gptmini_tui.actions import ATTACHED_REASON
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,7 +87,7 @@ async def test_attach_static_run_shows_history_and_disables_controls(tmp_path):
 
 
 async def test_attach_follows_a_live_run_and_samples_its_newest_checkpoint(tiny_config, tmp_path):
-    from gptmini.engine import Trainer
+    from gptmini.train.engine import Trainer
 
     run_dir = tmp_path / "run"
     trainer = Trainer(tiny_config(max_steps=100_000, eval_interval=100, save_interval=500, keep_last=100))

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
-
-from gptmini.config import PRESET_RECIPES, ModelConfig, preset_config
 from gptmini.errors import ConfigError, CorpusError
 from gptmini.fmt import option_value
+from gptmini.model.config import ModelConfig
 from gptmini.options import BY_NAME, FIXED_ON_RESUME
+from gptmini.presets import PRESET_RECIPES, preset_config
 from gptmini.train_config import TrainConfig
 
 MODEL_DIM_OPTIONS = ("n_layers", "n_heads", "d_model", "context", "bias")  # checked against the saved model

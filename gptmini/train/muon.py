@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from gptmini import device as device_info
+from gptmini.train import device as device_info
 
 
 def orthogonalise(update: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from gptmini.errors import CheckpointError
-from gptmini.muon import Muon, newton_schulz_dtype
 from gptmini.options import OPTIMIZERS
+from gptmini.train.muon import Muon, newton_schulz_dtype
 
 
 def make_optimizer(

@@ -12,12 +12,14 @@ from typing import Any, Callable
 import torch
 
 from gptmini import events as ev
-from gptmini.checkpoint import Checkpoint, check_model_config, write_json_atomic
-from gptmini.config import ModelConfig
-from gptmini.device import resolve_device, setup_backends
-from gptmini.distributed import Ranks
+from gptmini.ckpt.files import write_json_atomic
+from gptmini.ckpt.state import check_model_config
+from gptmini.ckpt.store import Checkpoint
 from gptmini.errors import ConfigError
-from gptmini.plan import RunPlan, explicit_model_options, model_config_for
+from gptmini.model.config import ModelConfig
+from gptmini.train.device import resolve_device, setup_backends
+from gptmini.train.distributed import Ranks
+from gptmini.train.plan import RunPlan, explicit_model_options, model_config_for
 from gptmini.train_config import TrainConfig
 
 
@@ -36,9 +38,9 @@ def choose_device(cfg: TrainConfig, ranks: Ranks) -> torch.device:
 def load_data(cfg: TrainConfig, resume: Checkpoint | None, emit: Callable[[ev.Event], None]):
     """``(corpus, tokenizer, token_data)``: the corpus tokenised (a resumed run's own tokenizer), from the
     token cache when it holds it; progress goes out as ``DataProgress`` events."""
-    from gptmini.corpus import load_corpus
-    from gptmini.data import TokenisingProgress, tokenize_corpus
-    from gptmini.tokenizer import tokenizer_from_description
+    from gptmini.data.tokens import TokenisingProgress, tokenize_corpus
+    from gptmini.text.corpus import load_corpus
+    from gptmini.text.tokenizer import tokenizer_from_description
 
     corpus = load_corpus(cfg.data, cfg.corpus)
     wanted = tokenizer_from_description(resume.manifest["tokenizer"]) if resume else cfg.tokenizer_name
@@ -64,7 +66,7 @@ def run_model_config(cfg: TrainConfig, vocab_size: int, resume: Checkpoint | Non
 
 def _init_model_config(cfg: TrainConfig, vocab_size: int, hf: dict[str, Any]) -> ModelConfig:
     """GPT-2's shape: ``--context`` may crop it and ``--dropout`` is free; another dims flag must agree."""
-    from gptmini.pretrained import model_config
+    from gptmini.interop.pretrained import model_config
 
     clashes = [f"--{name.replace('_', '-')} {getattr(cfg, name)} (it has {hf[key]})"
                for name, key in (("n_layers", "n_layer"), ("n_heads", "n_head"), ("d_model", "n_embd"))

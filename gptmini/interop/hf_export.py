@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from gptmini.checkpoint import load_checkpoint
-from gptmini.config import ModelConfig
+from gptmini.ckpt.store import load_checkpoint
 from gptmini.errors import CheckpointError, ConfigError
-from gptmini.pretrained import CONV1D
+from gptmini.interop.pretrained import CONV1D
+from gptmini.model.config import ModelConfig
 
 
 def hf_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -59,7 +59,7 @@ def export_hf(path: str | Path, out_dir: str | Path) -> Path:
     """Write the checkpoint at ``path`` (or a run folder's latest) as a transformers folder ``out_dir``."""
     from safetensors.torch import save_file
 
-    from gptmini.tokenizer import tokenizer_from_description
+    from gptmini.text.tokenizer import tokenizer_from_description
 
     ckpt = load_checkpoint(path, with_optimizer=False)
     cfg = ckpt.model_config
@@ -92,7 +92,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def _write_tokenizer(tokenizer: Any, folder: Path, context: int) -> None:
     if tokenizer.name == "gpt2":
-        from gptmini.tokenizer import verified_gpt2_files
+        from gptmini.text.tokenizer import verified_gpt2_files
 
         files = verified_gpt2_files()
         shutil.copyfile(files["encoder.json"], folder / "vocab.json")

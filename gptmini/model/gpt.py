@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptmini.config import ModelConfig
+from gptmini.model.config import ModelConfig
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from gptmini import events as ev
-from gptmini.plan import RunPlan
+from gptmini.train.plan import RunPlan
 
 
 class NonFiniteLoss(Exception):

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from gptmini.config import ModelConfig
 from gptmini.errors import ConfigError
+from gptmini.model.config import ModelConfig
 
 HUB_REPOS = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -117,7 +117,7 @@ def load_state(folder: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
 
 def _fit(state: dict[str, torch.Tensor], cfg: ModelConfig, path: Path) -> dict[str, torch.Tensor]:
     """Crop the position table to the context, pad the vocabulary, and check every shape and name."""
-    from gptmini.model import GPT
+    from gptmini.model.gpt import GPT
 
     with torch.device("meta"):
         expected = GPT(cfg).state_dict()
@@ -141,7 +141,7 @@ def _fit(state: dict[str, torch.Tensor], cfg: ModelConfig, path: Path) -> dict[s
 
 def load_model(spec: str, *, context: int | None = None, dropout: float | None = None, device: str = "cpu"):
     """``(model, model_config, folder)`` for ``spec``: GPT-2 as this project's ``GPT``, in eval mode."""
-    from gptmini.model import GPT
+    from gptmini.model.gpt import GPT
 
     folder = fetch(spec)
     cfg = model_config(read_config(folder), context=context, dropout=dropout)

@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from gptmini.errors import SamplingError
-from gptmini.sampling_settings import STRATEGIES, Candidate, SamplingSettings
+from gptmini.sample.settings import STRATEGIES, Candidate, SamplingSettings
 
 __all__ = ["STRATEGIES", "Candidate", "SamplingSettings", "Sampler", "TokenEvent", "filter_logits",
            "generate_uncached", "make_generator"]

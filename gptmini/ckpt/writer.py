@@ -18,9 +18,10 @@ from typing import Any, Callable
 import torch
 
 from gptmini import events as ev
-from gptmini.checkpoint import checkpoint_name, save_checkpoint
-from gptmini.staging import Spec, StagingPool, spec_of
-from gptmini.threads import drain
+from gptmini.ckpt.layout import checkpoint_name
+from gptmini.ckpt.staging import Spec, StagingPool, spec_of
+from gptmini.ckpt.store import save_checkpoint
+from gptmini.train.threads import drain
 
 
 @dataclass

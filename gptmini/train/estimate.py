@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gptmini.config import ModelConfig
+from gptmini.model.config import ModelConfig
 
 SLOW_STEP_S = 60.0  # warn when one optimizer step is estimated to take longer
 
@@ -29,7 +29,7 @@ class Estimate:
 
 def estimate_run(cfg: ModelConfig, batch_size: int, grad_accum: int, activation_bytes: int) -> Estimate:
     """What one optimizer step of ``cfg`` at ``batch_size`` x ``context_length`` needs (no memory allocated)."""
-    from gptmini.model import GPT
+    from gptmini.model.gpt import GPT
 
     with torch.device("meta"):
         model = GPT(cfg)

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from gptmini.device import DeviceChoice
 from gptmini.errors import GPTMiniError
-from gptmini.sampling import Sampler, SamplingSettings
+from gptmini.sample.sampler import Sampler, SamplingSettings
+from gptmini.train.device import DeviceChoice
 
 
 @torch.no_grad()

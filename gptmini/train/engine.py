@@ -27,36 +27,45 @@ from typing import Any, Callable
 import torch
 
 from gptmini import events as ev
-from gptmini.checkpoint import (
-    Checkpoint,
-    CheckpointError,
+from gptmini.ckpt.runlock import RunLock
+from gptmini.ckpt.state import (
     ResumePoint,
     apply_training_state,
     live_state,
-    load_checkpoint,
     rng_tensors,
     training_manifest,
 )
-from gptmini.ckpt_writer import RunSaves
-from gptmini.config import ModelConfig
-from gptmini.device import DeviceChoice, choose_precision, device_name, peak_flops
-from gptmini.distributed import Ranks, any_rank, init_distributed, teardown_distributed
-from gptmini.errors import ConfigError, CorpusError, GPTMiniError, TokenizerError
-from gptmini.estimate import check_run_size
-from gptmini.evaluate import greedy_sample, mean_loss, pick_sample_prompt
+from gptmini.ckpt.store import Checkpoint, load_checkpoint
+from gptmini.ckpt.writer import RunSaves
+from gptmini.errors import (
+    CheckpointError,
+    ConfigError,
+    CorpusError,
+    GPTMiniError,
+    TokenizerError,
+)
 from gptmini.events import RunState
-from gptmini.meter import NonFiniteLoss, StepReporter, Throughput
+from gptmini.interop.pretrained import fetch as fetch_pretrained
+from gptmini.interop.pretrained import load_state as load_pretrained
+from gptmini.interop.pretrained import read_config as read_pretrained_config
 from gptmini.metrics import MetricsWriter
-from gptmini.model import GPT
-from gptmini.optim import clip_gradients, lr_at, make_optimizer
+from gptmini.model.config import ModelConfig
+from gptmini.model.gpt import GPT
 from gptmini.paths import check_run_paths
-from gptmini.pretrained import fetch as fetch_pretrained
-from gptmini.pretrained import load_state as load_pretrained
-from gptmini.pretrained import read_config as read_pretrained_config
-from gptmini.plan import RunPlan, plan_run, resume_changes, resume_config
-from gptmini.requests import Requests
-from gptmini.runlock import RunLock
-from gptmini.setup import (
+from gptmini.train.device import DeviceChoice, choose_precision, device_name, peak_flops
+from gptmini.train.distributed import (
+    Ranks,
+    any_rank,
+    init_distributed,
+    teardown_distributed,
+)
+from gptmini.train.estimate import check_run_size
+from gptmini.train.evaluate import greedy_sample, mean_loss, pick_sample_prompt
+from gptmini.train.meter import NonFiniteLoss, StepReporter, Throughput
+from gptmini.train.optim import clip_gradients, lr_at, make_optimizer
+from gptmini.train.plan import RunPlan, plan_run, resume_changes, resume_config
+from gptmini.train.requests import Requests
+from gptmini.train.setup import (
     choose_device,
     load_data,
     run_dir_for,
@@ -302,7 +311,7 @@ class Trainer:
         self._open_run_dir(resume)
 
     def _build_model(self, resume: Checkpoint | None, init: dict[str, Any] | None) -> None:
-        from gptmini.data import Batches, check_fits, eval_batches
+        from gptmini.data.windows import Batches, check_fits, eval_batches
 
         cfg, device, tokens = self.config, self.device, self.token_data
         self.model_config = model_cfg = run_model_config(cfg, self.tokenizer.vocab_size, resume, init)

@@ -14,7 +14,7 @@ import threading
 from typing import Any, Callable
 
 from gptmini.errors import GPTMiniError
-from gptmini.threads import drain
+from gptmini.train.threads import drain
 
 Serve = Callable[[str, Any, cf.Future], None]
 

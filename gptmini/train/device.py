@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from gptmini.config import ModelConfig
 from gptmini.errors import ConfigError
+from gptmini.model.config import ModelConfig
 
 # Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s).
 DATASHEET_BF16_PEAK = {

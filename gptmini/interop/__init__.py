@@ -1,0 +1,1 @@
+"""Other tools' formats: GPT-2 weights in (``pretrained``), exports out (weights, Hugging Face)."""

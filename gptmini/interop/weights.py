@@ -1,0 +1,36 @@
+"""``gptmini export --format weights``: a checkpoint's model weights in one safetensors file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from gptmini.ckpt.store import load_checkpoint
+from gptmini.errors import CheckpointError
+
+
+def export_weights(path: str | Path, out_file: str | Path) -> Path:
+    """Write a checkpoint's model weights (vocab padding removed) to one safetensors file."""
+    ckpt = load_checkpoint(path, with_optimizer=False)
+    cfg = ckpt.model_config
+    tensors = dict(ckpt.model)
+    for key in ("wte.weight", "lm_head.weight"):
+        if key in tensors:
+            tensors[key] = tensors[key][: cfg.vocab_size].contiguous()
+    out = Path(out_file)
+    if out.suffix != ".safetensors":
+        raise CheckpointError(f"--out must end in .safetensors, got {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    metadata = {"model_config": json.dumps(cfg.to_dict()), "tokenizer": json.dumps(ckpt.manifest.get("tokenizer")),
+                "step": str(ckpt.step), "format": "gptmini-weights"}
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out

@@ -1,0 +1,1 @@
+"""The model: its one config dataclass (``config``), the GPT itself (``gpt``)."""

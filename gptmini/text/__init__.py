@@ -1,0 +1,1 @@
+"""Text in: corpora (embedded, files, named downloads) and tokenizers. No torch here."""
