@@ -90,7 +90,7 @@ def eval_spread(trainer: Trainer, draws: int, seed: int = 0) -> dict:
 
     cfg = trainer.config
     model = trainer.snapshot().model.eval()
-    val = torch.from_numpy(np.asarray(trainer.token_data.val, dtype=np.int64))
+    val = torch.from_numpy(np.asarray(trainer.task.token_data.val, dtype=np.int64))
     T = trainer.model_config.context_length
     starts = torch.arange(0, len(val) - T, 4)
     losses = torch.empty(len(starts))

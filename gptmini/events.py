@@ -63,6 +63,8 @@ class Event:
         rec = {"event": self.kind}
         for name in names:
             rec[name] = getattr(self, name)
+        if "metrics" in rec:  # a task's own metrics are top-level numbers in metrics.jsonl ("val_accuracy")
+            rec.update(rec.pop("metrics"))
         return rec
 
 
@@ -121,6 +123,7 @@ class RunStarted(Event):
     sample_prompt: str | None = None  # the prompt of the samples after each evaluation
     optimizer: str = "adamw"  # adamw, or muon (for the blocks' matrices)
     compiled: bool = False  # torch.compile: the first step waits for the compilation
+    task: str = "pretrain"  # what the run trains for (gptmini.tasks)
     time: float = field(default_factory=_now)
 
 
@@ -159,6 +162,7 @@ class Eval(Event):
     val_ppl: float
     train_loss: float | None
     best: bool
+    metrics: dict = field(default_factory=dict)  # the task's own metrics, e.g. {"val_accuracy": 0.95}
     time: float = field(default_factory=_now)
 
 
@@ -167,7 +171,8 @@ class Sample(Event):
     kind: ClassVar[str] = "sample"
     step: int
     prompt: str
-    text: str
+    text: str  # what the model wrote (or, for a classifier, the label it chose)
+    reference: str | None = None  # what it should have written, where the task knows it
     time: float = field(default_factory=_now)
 
 
@@ -270,6 +275,9 @@ def event_from_record(record: dict[str, Any]) -> Event | None:
         return None
     names = set(cls.__dataclass_fields__)
     values = {k: v for k, v in record.items() if k in names}
+    if "metrics" in names:  # written flat (to_record): every other number of the line is a task metric
+        values["metrics"] = {k: v for k, v in record.items()
+                             if k not in names and k != "event" and isinstance(v, (int, float))}
     if cls is StateChanged and "state" in values:
         values["state"] = RunState(values["state"])  # ValueError for a state this version does not know
     return cls(**values)

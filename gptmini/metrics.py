@@ -17,10 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from gptmini.ckpt.layout import METRICS_FILE
 from gptmini.events import Event, event_from_record
-
-METRICS_FILE = "metrics.jsonl"
-
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per json.dumps call
 

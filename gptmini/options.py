@@ -16,6 +16,7 @@ from typing import Any
 
 from gptmini.errors import ConfigError
 from gptmini.presets import PRESETS
+from gptmini.tasks import TASKS  # names only: no torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -43,6 +44,8 @@ def _opt(name: str, kind: str, group: str, help: str = "", metavar: str | None =
 
 
 OPTIONS: tuple[Option, ...] = (
+    _opt("task", "choice", "data", "what the run trains for: pretrain (next tokens of a corpus)", "NAME",
+         tuple(TASKS)),
     _opt("data", "paths", "data", "text files, folders (.txt/.md inside) or globs; default: the embedded Python reference",
          "PATH"),
     _opt("corpus", "text", "data", "a named corpus: the-verdict, tiny-shakespeare", "NAME"),
@@ -98,7 +101,7 @@ BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
 # What a checkpoint fixes: resuming with another value would train another run (another model, other
 # tokens, another order of the data). Everything else may change on --resume and is recorded as changed.
-FIXED_ON_RESUME = ("data", "corpus", "tokenizer", "val_fraction", "stride", "preset", "n_layers", "n_heads",
+FIXED_ON_RESUME = ("task", "data", "corpus", "tokenizer", "val_fraction", "stride", "preset", "n_layers", "n_heads",
                    "d_model", "context", "bias", "seed", "init_from", "optimizer")
 
 

@@ -1,6 +1,6 @@
 """Run folders side by side: find them, say what each is, load their curves, tell how two differ.
 
-A run folder is one with a ``metrics.jsonl`` (what ``gptmini train`` and the console write). Reading one
+A run folder is what ``ckpt.layout.is_run_folder`` says (``gptmini train`` and the console write one). Reading one
 never needs its lock: a run another process is training is read while it grows (``live``), through the
 same ``MetricsFollower`` the console's attach mode uses, so a live run's curve keeps growing with a
 cheap poll of what was appended.
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gptmini import events as ev
+from gptmini.ckpt.layout import find_run_folders
 from gptmini.fmt import option_value
 from gptmini.history import LossHistory
 from gptmini.metrics import METRICS_FILE, MetricsFollower
@@ -39,19 +40,6 @@ class RunSummary:
     updated: float  # wall clock of its last metrics line
     live: bool
     options: dict[str, Any] = field(default_factory=dict)  # config.json's train options and model shape
-
-
-def find_run_folders(*roots: str | Path) -> list[Path]:
-    """The run folders among ``roots`` and their children (one level), oldest first, each once."""
-    found: dict[Path, float] = {}
-    for root in roots:
-        root = Path(root).expanduser()
-        candidates = [root] + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
-        for path in candidates:
-            metrics = path / METRICS_FILE
-            if metrics.is_file():
-                found.setdefault(path.resolve(), metrics.stat().st_mtime)
-    return sorted(found, key=lambda p: found[p])
 
 
 class _MetricsScan:
@@ -138,7 +126,9 @@ class RunCurve:
     """One run's loss curve, read from its ``metrics.jsonl`` and kept up to date by ``poll``."""
 
     def __init__(self, path: str | Path) -> None:
-        from gptmini.session import RunRecord  # the same record of events the console keeps of its own run
+        from gptmini.session import (
+            RunRecord,  # the same record of events the console keeps of its own run
+        )
 
         self.path = Path(path)
         self.history = LossHistory()

@@ -26,6 +26,7 @@ else:  # pragma: no cover
 @dataclass
 class TrainConfig:
     # data
+    task: str = "pretrain"
     data: list[str] | None = None
     corpus: str | None = None
     tokenizer: str | None = None  # default: the preset's tokenizer

@@ -6,6 +6,7 @@ import hashlib
 import io
 import shutil
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def _isolated_cache(monkeypatch, tmp_path):
     def no_network(*args, **kwargs):
         raise AssertionError("a test tried to use the network")
 
-    monkeypatch.setattr(cp.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
 
 
 class FakeOpener:

@@ -67,5 +67,8 @@ def test_every_event_kind_survives_a_round_trip_through_a_metrics_record(tmp_pat
         event = _example(cls)
         record = json.loads(json.dumps(event.to_record()))
         assert record["event"] == kind
-        assert set(record) == {"event", *(f.name for f in dataclasses.fields(cls))}
+        names = {f.name for f in dataclasses.fields(cls)}
+        if "metrics" in names:  # a task's metrics are top-level numbers of the line ("val_accuracy")
+            names = names - {"metrics"} | set(event.metrics)
+        assert set(record) == {"event", *names}
         assert ev.event_from_record(record) == event

@@ -142,7 +142,7 @@ def test_our_muon_is_torchs_in_bf16_and_runs_in_fp32_where_bf16_is_emulated(monk
 
 
 def _plan(**kw):
-    return plan_run(TrainConfig(**kw), batches_per_epoch=1000, context_length=128, world_size=1, device_type="cpu")
+    return plan_run(TrainConfig(**kw), batches_per_epoch=1000, device_type="cpu")
 
 
 def test_presets_resolve_their_own_recipe():

@@ -9,7 +9,7 @@ import pytest
 from gptmini import events as ev
 from gptmini.runs import Comparison, RunIndex, find_run_folders, options_diff, summarize
 from gptmini.text.tokenizer import build_tokenizer
-from gptmini.train.evaluate import RASCHKA_PROMPT, pick_sample_prompt
+from gptmini.tasks.pretrain import RASCHKA_PROMPT, pick_sample_prompt
 from tests.test_cli import TINY, run
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gptmini import events
 from gptmini.ckpt.files import read_pointer
-from gptmini.ckpt.layout import _PREFIX, MANIFEST
+from gptmini.ckpt.layout import _PREFIX
 from gptmini.ckpt.seal import check_sealed, read_manifest
 from gptmini.errors import CheckpointError
 
@@ -77,10 +77,4 @@ def newest_checkpoint(infos: list[CheckpointInfo]) -> CheckpointInfo | None:
     return latest[0] if latest else max(good, key=lambda i: i.step, default=None)
 
 
-def find_runs(root: str | Path) -> list[Path]:
-    """Run folders under ``root`` (``root`` itself if it is one)."""
-    root = Path(root)
-    if any(root.glob(f"{_PREFIX}*/{MANIFEST}")):
-        return [root]
-    return sorted({p.parent.parent for p in root.glob(f"*/{_PREFIX}*/{MANIFEST}")})
 

@@ -83,7 +83,8 @@ class ResumePoint:
 
 def training_manifest(point: ResumePoint, *, model_config: ModelConfig, tokenizer: Any, train_config: dict[str, Any],
                       optimizer_meta: dict[str, Any], scaler_state: dict[str, Any] | None,
-                      schedule: dict[str, Any], corpus: str, n_params: int, data_seed: int) -> dict[str, Any]:
+                      schedule: dict[str, Any], corpus: str, n_params: int, data_seed: int,
+                      task: dict[str, Any]) -> dict[str, Any]:
     """Everything a checkpoint records besides its tensors (``save_checkpoint`` adds files, step, times)."""
     version, internal, gauss = random.getstate()
     return {
@@ -102,6 +103,7 @@ def training_manifest(point: ResumePoint, *, model_config: ModelConfig, tokenize
         "wall_time": time.time(),
         "n_params": n_params,
         "corpus": corpus,
+        "task": task,  # what the run trains for (``Task.describe()``); checkpoints before tasks: pre-training
     }
 
 

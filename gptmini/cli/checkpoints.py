@@ -29,22 +29,22 @@ def add_parsers(sub) -> None:
 
 
 def run_list(args) -> int:
-    from gptmini.ckpt.listing import find_runs, list_checkpoints
+    from gptmini.ckpt.layout import find_run_folders
+    from gptmini.ckpt.listing import list_checkpoints
 
     root = Path(args.path)
     if not root.exists():
         raise CheckpointError(f"no such folder: {root}")
-    runs = find_runs(root)
+    runs = {run: infos for run in find_run_folders(root) if (infos := list_checkpoints(run))}
     console = Console(width=None if Console().is_terminal else 120)
     if not runs:
         console.print(f"no checkpoints in {root}")
         return 0
     now = time.time()
-    for run_dir in runs:
+    for run_dir, infos in runs.items():
         table = Table(title=str(run_dir), title_justify="left")
         for col in ("checkpoint", "step", "epochs", "tokens", "train loss", "val loss", "size", "age", ""):
             table.add_column(col, justify="left" if col in ("checkpoint", "") else "right", no_wrap=True)
-        infos = list_checkpoints(run_dir)
         for c in infos:
             marks = " ".join(m for m, on in (("latest", c.is_latest), ("best", c.is_best)) if on)
             if c.error:

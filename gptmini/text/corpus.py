@@ -12,14 +12,9 @@ vocabulary.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import glob
 import hashlib
-import http.client
 import os
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from gptmini.errors import ConfigError, CorpusError
+from gptmini.text.fetch import DOWNLOAD_TIMEOUT_S, fetch_file  # noqa: F401 - the timeout is part of this API
 
 EMBEDDED_CORPUS = "python-reference"
 DEFAULT_CORPUS = EMBEDDED_CORPUS
 DOC_SEPARATOR = "\n\n"
 TEXT_SUFFIXES = (".txt", ".md")
 BLOCK_BYTES = 4 << 20  # read files 4 MiB at a time
-DOWNLOAD_TIMEOUT_S = 30
 
 NAMED_CORPORA: dict[str, dict[str, Any]] = {
     "the-verdict": {
@@ -383,70 +378,15 @@ def _corpus_name(args: list[str]) -> str:
 # -- named corpora ----------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_named_corpus(
     name: str,
     cache_dir: Path | None = None,
     *,
     url_opener: Callable[..., Any] | None = None,
 ) -> Path:
-    """Path of a named corpus in the cache, downloading it first if needed.
-
-    The download goes to a temporary sibling, is checked against the known sha256
-    and only then renamed into place. ``url_opener(url, timeout=...)`` defaults to
-    ``urllib.request.urlopen`` (tests inject a fake).
-    """
+    """Path of a named corpus in the cache, downloading it first if needed (``text.fetch.fetch_file``)."""
     info = NAMED_CORPORA.get(name)
     if info is None:
         raise CorpusError(f"unknown corpus {name!r}; choose one of: {', '.join(CORPUS_NAMES)}")
-    folder = Path(cache_dir) if cache_dir is not None else corpus_cache_dir()
-    path = folder / info["filename"]
-    try:
-        if path.is_file() and _sha256_file(path) == info["sha256"]:
-            return path
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CorpusError(f"cannot use the corpus cache folder {folder}: {e.strerror or e}") from None
-    tmp = folder / f".{info['filename']}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
-    try:
-        actual = _download(info, tmp, url_opener or urllib.request.urlopen, name)
-        if actual != info["sha256"]:
-            raise CorpusError(
-                f"downloaded {name} from {info['url']} but its sha256 is {actual}, expected {info['sha256']}; "
-                "the file was not kept"
-            )
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-    return path
-
-
-def _download(info: dict[str, Any], tmp: Path, opener: Callable[..., Any], name: str) -> str:
-    """Stream ``info['url']`` into ``tmp``; return the sha256 of what was received."""
-    url = info["url"]
-    limit = 2 * info["size"] + (1 << 20)
-    hasher = hashlib.sha256()
-    received = 0
-    try:
-        with opener(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as out:
-            while chunk := response.read(1 << 16):
-                received += len(chunk)
-                if received > limit:
-                    raise CorpusError(f"download of {name} from {url} is much larger than expected; stopped")
-                hasher.update(chunk)
-                out.write(chunk)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or str(e) or type(e).__name__
-        raise CorpusError(
-            f"could not download {name} from {url} ({reason}); you are probably offline — "
-            "download it yourself and pass it with --data PATH"
-        ) from None
-    return hasher.hexdigest()
+    return fetch_file(name, info, Path(cache_dir) if cache_dir is not None else corpus_cache_dir(),
+                      url_opener=url_opener)

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 
 from gptmini import events as ev
+from gptmini.ckpt.files import write_json_atomic
 from gptmini.ckpt.runlock import RunLock
 from gptmini.ckpt.state import (
     ResumePoint,
@@ -37,6 +38,7 @@ from gptmini.ckpt.state import (
 )
 from gptmini.ckpt.store import Checkpoint, load_checkpoint
 from gptmini.ckpt.writer import RunSaves
+from gptmini.data.batch import Batch
 from gptmini.errors import (
     CheckpointError,
     ConfigError,
@@ -52,6 +54,9 @@ from gptmini.metrics import MetricsWriter
 from gptmini.model.config import ModelConfig
 from gptmini.model.gpt import GPT
 from gptmini.paths import check_run_paths
+from gptmini.tasks import build_task
+from gptmini.tasks.base import Task
+from gptmini.text.tokenizer import tokenizer_from_description
 from gptmini.train.device import DeviceChoice, choose_precision, device_name, peak_flops
 from gptmini.train.distributed import (
     Ranks,
@@ -60,14 +65,12 @@ from gptmini.train.distributed import (
     teardown_distributed,
 )
 from gptmini.train.estimate import check_run_size
-from gptmini.train.evaluate import greedy_sample, mean_loss, pick_sample_prompt
 from gptmini.train.meter import NonFiniteLoss, StepReporter, Throughput
 from gptmini.train.optim import clip_gradients, lr_at, make_optimizer
 from gptmini.train.plan import RunPlan, plan_run, resume_changes, resume_config
 from gptmini.train.requests import Requests
 from gptmini.train.setup import (
     choose_device,
-    load_data,
     run_dir_for,
     run_model_config,
     trained_form,
@@ -140,7 +143,6 @@ class Trainer:
         self.step = 0
         self.epoch = 0  # 0-based epoch index
         self.batch_in_epoch = 0  # optimizer steps done inside the current epoch
-        self.tokens_seen = 0
         self.steps_since_save = 0
         self.best_val_loss = math.inf
         self.last_val_loss: float | None = None
@@ -151,20 +153,16 @@ class Trainer:
         self.ranks = Ranks()
         self.device = torch.device("cpu")
         self.precision: DeviceChoice | None = None
-        self.corpus = None
+        self.task: Task | None = None  # what the run trains for: its data, batches, evaluation, samples
         self.tokenizer = None
-        self.token_data = None
         self.model_config: ModelConfig | None = None
         self.model: GPT | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.scaler: torch.amp.GradScaler | None = None
         self.plan: RunPlan | None = None
-        self.batches = None
-        self.val_set: list = []
-        self.train_eval_set: list = []
+        self.batches = None  # the task's training batches (a BatchSource)
         self.run_dir: Path | None = None
         self.run_name: str | None = None
-        self.sample_prompt: str | None = None
         self.flops_per_token = 0.0
         self._fwd: torch.nn.Module | None = None  # the model as trained: compiled and/or wrapped in DDP
         self._saves = RunSaves(self._emit, self._save_failed)
@@ -211,6 +209,11 @@ class Trainer:
     @property
     def last_loss(self) -> float | None:
         return self._reporter.last_loss if self._reporter is not None else None
+
+    @property
+    def tokens_seen(self) -> int:
+        """Target tokens trained on so far (padding and ignored targets not counted), as last reported."""
+        return self._reporter.tokens_seen if self._reporter is not None else 0
 
     @property
     def last_checkpoint(self) -> Path | None:
@@ -306,18 +309,19 @@ class Trainer:
         if self.ranks.is_main and self.run_dir.is_dir():  # refused before any work; a new folder: once made
             self._lock.acquire()
         self.device = choose_device(cfg, self.ranks)
-        self.corpus, self.tokenizer, self.token_data = load_data(cfg, resume, self._emit)
+        self.task = build_task(cfg)
+        wanted = tokenizer_from_description(resume.manifest["tokenizer"]) if resume else cfg.tokenizer_name
+        self.tokenizer = self.task.load(wanted, self._emit, resume.path.parent if resume else None)
         self._build_model(resume, init)
         self._open_run_dir(resume)
 
     def _build_model(self, resume: Checkpoint | None, init: dict[str, Any] | None) -> None:
-        from gptmini.data.windows import Batches, check_fits, eval_batches
-
-        cfg, device, tokens = self.config, self.device, self.token_data
+        cfg, device = self.config, self.device
         self.model_config = model_cfg = run_model_config(cfg, self.tokenizer.vocab_size, resume, init)
         self.precision = choose_precision(device, cfg.dtype, model_cfg)
         T = model_cfg.context_length
-        check_fits(tokens, T, cfg.batch_size)
+        self.batches = self.task.prepare(T, cfg.batch_size, seed=cfg.seed, rank=self.ranks.rank,
+                                         world_size=self.ranks.world_size)
         warning = check_run_size(model_cfg, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, device=device,
                                  half_precision=self.precision.autocast_dtype is not None)
         if warning:
@@ -327,15 +331,10 @@ class Trainer:
         self.model = model = GPT(model_cfg).to(device)
         if init is not None:
             model.load_state_dict({k: v.to(device) for k, v in load_pretrained(self.init_folder, model_cfg).items()})
-        self.batches = Batches(tokens.train, T, cfg.batch_size, stride=cfg.stride, seed=cfg.seed,
-                               rank=self.ranks.rank, world_size=self.ranks.world_size)
-        self.plan = plan = plan_run(cfg, batches_per_epoch=self.batches.batches_per_epoch, context_length=T,
-                                    world_size=self.ranks.world_size, device_type=device.type)
+        self.plan = plan = plan_run(cfg, batches_per_epoch=self.batches.batches_per_epoch, device_type=device.type)
         self.optimizer = make_optimizer(model, plan.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                         device_type=device.type, kind=plan.optimizer)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.use_scaler)
-        self.val_set = eval_batches(tokens.val, T, cfg.batch_size, cfg.eval_batches)
-        self.train_eval_set = eval_batches(tokens.train, T, cfg.batch_size, cfg.eval_batches)
         self._fwd = trained_form(model, plan.compile, self.ranks, device)
         self.flops_per_token = model.flops_per_token()
         self._throughput = Throughput(self.flops_per_token, peak_flops(device))
@@ -346,10 +345,6 @@ class Trainer:
                 resume, model=model, optimizer=self.optimizer, scaler=self.scaler, model_config=model_cfg,
                 device=device, steps_per_epoch=plan.steps_per_epoch))
             self._saves.last = resume.path
-        self.sample_prompt, warning = pick_sample_prompt(cfg.sample_prompt, self.tokenizer, self.corpus.name,
-                                                         self.tokenizer.decode(list(tokens.val[:2000])))
-        if warning:
-            self._emit(ev.Warning(message=warning, step=self.step))
 
     def _open_run_dir(self, resume: Checkpoint | None) -> None:
         cfg, plan = self.config, self.plan
@@ -359,23 +354,26 @@ class Trainer:
             self._lock.acquire()
             write_run_config(self.run_dir, config=self.config, model_config=self.model_config,
                              tokenizer=self.tokenizer, plan=self.plan, device=self.device,
-                             dtype=self.precision.dtype_name, world_size=self.ranks.world_size, corpus=self.corpus,
+                             dtype=self.precision.dtype_name, world_size=self.ranks.world_size, task=self.task,
                              resumed={"from": str(resume.path), "at_step": self.step, "changed": self.changed}
                              if resume is not None else None,
                              init={"from": cfg.init_from, "folder": str(self.init_folder)} if self.init_folder else None)
+            for name, document in self.task.run_files().items():
+                write_json_atomic(self.run_dir / name, document)
             self._metrics = MetricsWriter(self.run_dir)
             self.subscribe(self._metrics)
+        data = self.task.summary
         self._emit(ev.RunStarted(
             run_name=self.run_name, run_dir=str(self.run_dir), model_config=self.model_config.to_dict(),
-            n_params=self.model.num_params(), corpus=self.corpus.name, corpus_bytes=self.corpus.n_bytes,
-            train_tokens=len(self.token_data.train), val_tokens=len(self.token_data.val),
+            n_params=self.model.num_params(), corpus=data.name, corpus_bytes=data.n_bytes,
+            train_tokens=data.train_tokens, val_tokens=data.val_tokens, task=self.task.name,
             tokenizer=self.tokenizer.name, vocab_size=self.tokenizer.vocab_size,
             device=device_name(self.device), dtype=self.precision.dtype_name, batch_size=cfg.batch_size,
             grad_accum=cfg.grad_accum, world_size=self.ranks.world_size,
             context_length=self.model_config.context_length, epochs=plan.n_epochs,
             batches_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps, start_step=self.step,
             resumed_from=str(resume.path) if resume is not None else None, changed=self.changed,
-            init_from=cfg.init_from, sample_prompt=self.sample_prompt, optimizer=plan.optimizer,
+            init_from=cfg.init_from, sample_prompt=self.task.sample_prompt, optimizer=plan.optimizer,
             compiled=plan.compile))
 
     # ----------------------------------------------------------------- loop
@@ -401,7 +399,6 @@ class Trainer:
                 self._prefault_staging()
             self.step += 1
             self.batch_in_epoch += 1
-            self.tokens_seen += plan.tokens_per_step
             self.steps_since_save += 1
             epoch_end = self.batch_in_epoch >= plan.steps_per_epoch
             if epoch_end:
@@ -430,14 +427,11 @@ class Trainer:
         if not self._stop.is_set():
             self._set_state(RunState.RUNNING)
 
-    def _next_micro_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _next_micro_batch(self) -> Batch:
         if self._batch_iter is None:
             start = self.batch_in_epoch * self.config.grad_accum
             self._batch_iter = iter(self.batches.epoch_batches(self.epoch, start_batch=start))
-        x, y = next(self._batch_iter)
-        if self.device.type == "cuda":  # pinned, so the copy overlaps the GPU's work
-            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
-        return x.to(self.device), y.to(self.device)
+        return next(self._batch_iter).to(self.device)
 
     def _train_step(self) -> None:
         """One optimizer step: ``grad_accum`` micro-batches, clip, update. Losses stay on the device."""
@@ -446,15 +440,16 @@ class Trainer:
         lr = lr_at(self.step, self.plan.lr, self.plan.min_lr, self.plan.warmup_steps, self.plan.decay_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = None
-        x, y = self._next_micro_batch()
+        loss_sum, n_targets = None, 0
+        batch = self._next_micro_batch()
         for micro in range(cfg.grad_accum):
             last = micro == cfg.grad_accum - 1
             model.require_backward_grad_sync = last  # DDP: all-reduce gradients on the last micro-batch only
             with self.precision.autocast():
-                _, loss = model(x, y)
+                _, loss = model(batch.x, batch.y)  # the mean over targets that are not IGNORE_INDEX
+            n_targets += batch.n_targets
             if not last:  # prefetch the next micro-batch while the device works
-                x, y = self._next_micro_batch()
+                batch = self._next_micro_batch()
             scaler.scale(loss / cfg.grad_accum).backward()  # the scaler is a pass-through unless fp16
             loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
         scaler.unscale_(self.optimizer)
@@ -463,7 +458,7 @@ class Trainer:
         scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self._reporter.add(self.step + 1, self.epoch + 1, self.batch_in_epoch + 1, lr,
-                           loss_sum / cfg.grad_accum, gnorm.detach())
+                           loss_sum / cfg.grad_accum, gnorm.detach(), n_targets)
 
     # ----------------------------------------------------------- evaluation
     def _evaluate(self) -> bool:
@@ -474,28 +469,22 @@ class Trainer:
         if self.ranks.is_main:
             self.model.eval()
             try:
-                val = mean_loss(self.model, self.val_set, self.device, self.precision)
-                train = mean_loss(self.model, self.train_eval_set, self.device, self.precision)
+                result = self.task.evaluate(self.model, self.device, self.precision)
+                val = result.val_loss
                 improved = val < self.best_val_loss
                 if improved:
                     self.best_val_loss = val
                 self.last_val_loss = val
                 epoch = self.epoch if self.batch_in_epoch == 0 and self.step > 0 else self.epoch + 1
                 self._emit(ev.Eval(step=self.step, epoch=epoch, tokens_seen=self.tokens_seen,
-                                   val_loss=val, val_ppl=math.exp(min(val, 700)), train_loss=train,
-                                   best=improved))
-                self._emit_sample()
+                                   val_loss=val, val_ppl=math.exp(min(val, 700)), train_loss=result.train_loss,
+                                   best=improved, metrics=result.metrics))
+                for event in self.task.samples(self.model, self.step):
+                    self._emit(event)
             finally:
                 self.model.train()
         self._throughput.exclude(time.perf_counter() - t0)
         return improved
-
-    def _emit_sample(self) -> None:
-        if self.sample_prompt is None:
-            return
-        text, problem = greedy_sample(self.model, self.tokenizer, self.sample_prompt, self.config.sample_tokens)
-        self._emit(ev.Sample(step=self.step, prompt=self.sample_prompt, text=text) if problem is None
-                   else ev.Warning(message=problem, step=self.step))
 
     # ---------------------------------------------------------- checkpoints
     def _position(self) -> ResumePoint:
@@ -505,11 +494,9 @@ class Trainer:
 
     def _set_position(self, point: ResumePoint) -> None:
         self.step, self.epoch, self.batch_in_epoch = point.step, point.epoch, point.batch
-        self.tokens_seen = point.tokens_seen
         self.best_val_loss = point.best_val_loss
         self.last_val_loss = point.val_loss
-        if self._reporter is not None:
-            self._reporter.last_loss = point.train_loss
+        self._reporter.last_loss, self._reporter.tokens_seen = point.train_loss, point.tokens_seen
 
     def _prefault_staging(self) -> None:
         """Once the optimizer state exists, let the writer map a staging buffer set ahead of the first save."""
@@ -528,7 +515,8 @@ class Trainer:
         manifest = training_manifest(
             self._position(), model_config=self.model_config, tokenizer=self.tokenizer,
             train_config={**self.config.to_dict(), "optimizer": self.plan.optimizer}, optimizer_meta=opt_meta,
-            scaler_state=self.scaler.state_dict(), schedule=self.plan.schedule(), corpus=self.corpus.name,
+            scaler_state=self.scaler.state_dict(), schedule=self.plan.schedule(), corpus=self.task.summary.name,
+            task=self.task.describe(),
             n_params=self.model.num_params(), data_seed=self.config.seed)
         path = self._saves.submit(sources, rng_tensors(self.device), run_dir=self.run_dir, step=self.step,
                                   manifest=manifest, best=best, keep_last=self.config.keep_last, reason=reason,

@@ -44,9 +44,10 @@ class Throughput:
         self._clock = clock
         self._last = clock()
         self._excluded = 0.0
-        self._spans: collections.deque[tuple[int, float]] = collections.deque(maxlen=window)
-        self._first: tuple[int, float] | None = None
+        self._spans: collections.deque[tuple[int, float, int]] = collections.deque(maxlen=window)
+        self._first: tuple[int, float, int] | None = None
         self.rate: float | None = None
+        self.seconds_per_step: float | None = None
 
     def restart(self) -> None:
         """Measure from now (the loop starts)."""
@@ -55,23 +56,27 @@ class Throughput:
     def exclude(self, seconds: float) -> None:
         self._excluded += seconds
 
-    def add(self, tokens: int) -> float:
-        """``tokens`` were trained since the last call; returns the tok/s readout."""
+    def add(self, tokens: int, steps: int = 1) -> float:
+        """``tokens`` were trained in ``steps`` optimizer steps since the last call; returns the tok/s readout."""
         now = self._clock()
-        span = (tokens, max(now - self._last - self._excluded, 1e-9))
+        span = (max(tokens, 1), max(now - self._last - self._excluded, 1e-9), steps)
         self._last, self._excluded = now, 0.0
         self._spans.append(span)
         if self._first is None:
             self._first = span
         elif len(self._spans) > 1 and self._spans[0] is self._first:
             self._spans.popleft()
-        typical = sorted(d / t for t, d in self._spans)[len(self._spans) // 2]
-        steady = [(t, d) for t, d in self._spans if d / t <= 2 * typical]
-        self.rate = sum(t for t, _ in steady) / sum(d for _, d in steady)
+        typical = sorted(d / t for t, d, _ in self._spans)[len(self._spans) // 2]
+        steady = [(t, d, n) for t, d, n in self._spans if d / t <= 2 * typical]
+        seconds = sum(d for _, d, _ in steady)
+        self.rate = sum(t for t, _, _ in steady) / seconds
+        self.seconds_per_step = seconds / sum(n for _, _, n in steady)
         return self.rate
 
-    def eta(self, tokens_left: int) -> float | None:
-        return tokens_left / self.rate if self.rate else None
+    def eta(self, steps_left: int) -> float | None:
+        """Seconds to train ``steps_left`` more steps at the steady pace (steps may hold different numbers of
+        target tokens: a fine-tuning batch is as long as its longest example)."""
+        return steps_left * self.seconds_per_step if self.seconds_per_step else None
 
     @property
     def mfu(self) -> float | None:
@@ -79,7 +84,8 @@ class Throughput:
 
 
 class StepReporter:
-    """Collects each step's (loss, grad norm) on the device and emits ``Step`` events in order."""
+    """Collects each step's (loss, grad norm) on the device and emits ``Step`` events in order, counting the
+    target tokens trained on (``tokens_seen``: under torchrun, summed over the processes with the losses)."""
 
     def __init__(self, emit: Callable[[ev.Event], None], plan: RunPlan, *, device: torch.device, world_size: int,
                  throughput: Throughput) -> None:
@@ -92,10 +98,13 @@ class StepReporter:
         self._inflight: list[tuple[list[tuple], torch.Tensor, torch.cuda.Event | None]] = []
         self._smooth: float | None = None
         self.last_loss: float | None = None
+        self.tokens_seen = 0  # target tokens of every step reported so far
 
-    def add(self, step: int, epoch: int, batch: int, lr: float, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
-        """Record one optimizer step (1-based ``step``, ``epoch``, ``batch``); emits what has arrived."""
-        self._pending.append(((step, epoch, batch, lr), loss, grad_norm))
+    def add(self, step: int, epoch: int, batch: int, lr: float, loss: torch.Tensor, grad_norm: torch.Tensor,
+            n_targets: int) -> None:
+        """Record one optimizer step (1-based ``step``, ``epoch``, ``batch``) that trained on ``n_targets`` target
+        tokens in this process; emits what has arrived."""
+        self._pending.append(((step, epoch, batch, lr), loss, grad_norm, n_targets))
         if len(self._pending) >= self.plan.log_interval:
             self._launch()
         self.flush(wait=False)
@@ -124,12 +133,16 @@ class StepReporter:
             return
         metas = [p[0] for p in self._pending]
         vals = torch.stack([torch.stack([p[1].float(), p[2].float()]) for p in self._pending])
+        counts = torch.tensor([p[3] for p in self._pending], dtype=torch.float64)
         self._pending = []
         if self.world_size > 1:
             import torch.distributed as dist
 
+            counts = counts.to(vals.device)
             dist.all_reduce(vals, op=dist.ReduceOp.SUM)
+            dist.all_reduce(counts, op=dist.ReduceOp.SUM)  # every process's targets count
             vals[:, 0] /= self.world_size
+        vals = torch.cat([vals.double(), counts.to(vals.device).unsqueeze(1)], dim=1)
         if self.device.type == "cuda":
             host = torch.empty(vals.shape, dtype=vals.dtype, pin_memory=True)
             host.copy_(vals, non_blocking=True)
@@ -141,16 +154,16 @@ class StepReporter:
 
     def _report(self, metas: list[tuple], values: list[list[float]]) -> None:
         plan = self.plan
-        rate = self.throughput.add(len(metas) * plan.tokens_per_step)
+        rate = self.throughput.add(int(sum(v[2] for v in values)), len(metas))
         mfu = self.throughput.mfu
         mem = torch.cuda.max_memory_allocated(self.device) / 1e9 if self.device.type == "cuda" else None
-        for (step, epoch, batch, lr), (loss, gnorm) in zip(metas, values):
+        for (step, epoch, batch, lr), (loss, gnorm, n_targets) in zip(metas, values):
             if not math.isfinite(loss):
                 raise NonFiniteLoss(step, loss)
             self._smooth = loss if self._smooth is None else 0.9 * self._smooth + 0.1 * loss
             self.last_loss = loss
+            self.tokens_seen += int(n_targets)
             self._emit(ev.Step(step=step, epoch=epoch, batch=batch, batches_per_epoch=plan.steps_per_epoch,
-                               total_steps=plan.total_steps, tokens_seen=step * plan.tokens_per_step,
+                               total_steps=plan.total_steps, tokens_seen=self.tokens_seen,
                                loss=loss, loss_smooth=self._smooth, lr=lr, grad_norm=gnorm, tok_per_s=rate,
-                               eta_s=self.throughput.eta((plan.total_steps - step) * plan.tokens_per_step),
-                               mfu=mfu, gpu_mem_gb=mem))
+                               eta_s=self.throughput.eta(plan.total_steps - step), mfu=mfu, gpu_mem_gb=mem))

@@ -33,7 +33,6 @@ class RunPlan:
     total_steps: int
     steps_per_epoch: int
     n_epochs: int
-    tokens_per_step: int
     log_interval: int
     compile: bool
     optimizer: str
@@ -80,8 +79,7 @@ def default_warmup(cfg: TrainConfig, total_steps: int) -> int:
     return min(PRESET_RECIPES.get(cfg.preset, {}).get("warmup_steps", 200), total_steps // 20)
 
 
-def plan_run(cfg: TrainConfig, *, batches_per_epoch: int, context_length: int, world_size: int,
-             device_type: str) -> RunPlan:
+def plan_run(cfg: TrainConfig, *, batches_per_epoch: int, device_type: str) -> RunPlan:
     """Every number of the run; ``batches_per_epoch`` counts this process's micro-batches."""
     steps_per_epoch = batches_per_epoch // cfg.grad_accum
     if steps_per_epoch < 1:
@@ -98,7 +96,6 @@ def plan_run(cfg: TrainConfig, *, batches_per_epoch: int, context_length: int, w
         total_steps=total_steps,
         steps_per_epoch=steps_per_epoch,
         n_epochs=math.ceil(total_steps / steps_per_epoch),
-        tokens_per_step=cfg.batch_size * context_length * cfg.grad_accum * world_size,
         log_interval=cfg.log_interval or (1 if device_type == "cpu" else 10),
         compile=cfg.compile if cfg.compile is not None else device_type == "cuda",
         optimizer=default_optimizer(cfg.optimizer, cfg.preset),
@@ -166,6 +163,8 @@ def resume_changes(cfg: TrainConfig, manifest: dict[str, Any]) -> dict[str, list
             old, new = saved_tokenizer, cfg.tokenizer_name
         if name == "optimizer":
             old = saved_optimizer(manifest)
+        if name == "task":  # runs from before tasks were pre-training runs
+            old = old or "pretrain"
         if not _same(name, old, new):
             changes[name] = [old, new]
     fixed = [n for n in changes if n in FIXED_ON_RESUME and n not in MODEL_DIM_OPTIONS + ("preset",)]

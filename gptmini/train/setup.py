@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gptmini import events as ev
 from gptmini.ckpt.files import write_json_atomic
 from gptmini.ckpt.state import check_model_config
 from gptmini.ckpt.store import Checkpoint
@@ -21,6 +20,9 @@ from gptmini.train.device import resolve_device, setup_backends
 from gptmini.train.distributed import Ranks
 from gptmini.train.plan import RunPlan, explicit_model_options, model_config_for
 from gptmini.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from gptmini.tasks.base import Task
 
 
 def choose_device(cfg: TrainConfig, ranks: Ranks) -> torch.device:
@@ -33,21 +35,6 @@ def choose_device(cfg: TrainConfig, ranks: Ranks) -> torch.device:
         torch.set_num_threads(cfg.threads)
     setup_backends(device)
     return device
-
-
-def load_data(cfg: TrainConfig, resume: Checkpoint | None, emit: Callable[[ev.Event], None]):
-    """``(corpus, tokenizer, token_data)``: the corpus tokenised (a resumed run's own tokenizer), from the
-    token cache when it holds it; progress goes out as ``DataProgress`` events."""
-    from gptmini.data.tokens import TokenisingProgress, tokenize_corpus
-    from gptmini.text.corpus import load_corpus
-    from gptmini.text.tokenizer import tokenizer_from_description
-
-    corpus = load_corpus(cfg.data, cfg.corpus)
-    wanted = tokenizer_from_description(resume.manifest["tokenizer"]) if resume else cfg.tokenizer_name
-    progress = TokenisingProgress(emit, corpus, getattr(wanted, "name", wanted))
-    tokenizer, token_data = tokenize_corpus(corpus, wanted, val_fraction=cfg.val_fraction, progress=progress)
-    progress.finish(token_data)
-    return corpus, tokenizer, token_data
 
 
 def run_model_config(cfg: TrainConfig, vocab_size: int, resume: Checkpoint | None,
@@ -104,13 +91,14 @@ def run_dir_for(cfg: TrainConfig, resume: Checkpoint | None) -> Path:
 
 
 def write_run_config(run_dir: Path, *, config: TrainConfig, model_config: ModelConfig, tokenizer: Any, plan: RunPlan,
-                     device: torch.device, dtype: str, world_size: int, corpus: Any,
+                     device: torch.device, dtype: str, world_size: int, task: Task,
                      resumed: dict[str, Any] | None = None, init: dict[str, Any] | None = None) -> None:
     """``config.json``: the options the run trains with, every number they resolved to, and (``resumed``)
     the checkpoint it continued and the options that changed then."""
     write_json_atomic(run_dir / "config.json", {
         "init": init,
         "resumed": resumed,
+        "task": task.describe(),
         "train": config.to_dict(),
         "model": model_config.to_dict(),
         "tokenizer": tokenizer.describe() if tokenizer.name != "char" else {"name": "char"},
@@ -119,6 +107,6 @@ def write_run_config(run_dir: Path, *, config: TrainConfig, model_config: ModelC
             "lr_decay_steps": plan.decay_steps, "total_steps": plan.total_steps,
             "steps_per_epoch": plan.steps_per_epoch, "optimizer": plan.optimizer, "device": str(device),
             "dtype": dtype,
-            "world_size": world_size, "corpus": corpus.name, "corpus_bytes": corpus.n_bytes,
+            "world_size": world_size, "corpus": task.summary.name, "corpus_bytes": task.summary.n_bytes,
         },
     })
