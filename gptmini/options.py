@@ -1,6 +1,12 @@
 """The options of a training run, typed once: the command line, ``--config`` TOML files and the console's
 new-run form all read a value through ``read_option``, so each gets the same checks and the same message.
 
+``OPTIONS`` is the one place each option is declared: its flag, its type, its help and its default.
+``TrainConfig``'s fields are built from it, ``--help`` and the new-run form write each default from it
+(``default_words``), so adding an option is one entry here. A default that the preset decides (the
+model's shape, tokenizer, batch size, learning rate, warm-up, optimizer: ``PRESET_DEFAULTS``) is ``None``
+here and resolved by ``presets.preset_default``, which also puts it in words.
+
 Ranges and combinations (``--epochs`` at least 1, ``--min-lr`` not above ``--lr``, the model's shape
 rules) are ``TrainConfig.validate``'s, again shared by all three. Which options a checkpoint fixes (a
 resumed run must keep them) is said here too (``FIXED_ON_RESUME``).
@@ -15,45 +21,69 @@ from dataclasses import dataclass
 from typing import Any
 
 from gptmini.errors import ConfigError
-from gptmini.presets import PRESETS
+from gptmini.presets import (
+    PRESET_DEFAULTS,
+    PRESETS,
+    describe_preset_default,
+    preset_default,
+    shown,
+)
+from gptmini.text.corpus import CORPUS_NAMES, EMBEDDED_CORPUS
 from gptmini.tasks import TASKS  # names only: no torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 TOKENIZERS = ("gpt2", "char")
 OPTIMIZERS = ("adamw", "muon")
+KIND_TYPES: dict[str, Any] = {"int": int, "float": float, "text": str, "bool": bool, "paths": list[str], "choice": str}
 
 
 @dataclass(frozen=True)
 class Option:
     name: str  # the TrainConfig field
-    kind: str  # int / float / text / bool / paths / choice
+    kind: str  # one of KIND_TYPES
     group: str  # the --help section
-    help: str = ""
+    about: str = ""  # what it is; ``help`` adds the default
     metavar: str | None = None
     choices: tuple[str, ...] = ()
+    default: Any = None  # the value when not given; None: the preset's (PRESET_DEFAULTS) or ``unset``
+    unset: str = ""  # what not giving it does, in words, where the default is None and no preset decides
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def field_type(self) -> Any:
+        """The ``TrainConfig`` field's type: its kind's, or None as well where None means "the default"."""
+        kind_type = KIND_TYPES[self.kind]
+        return kind_type if self.default is not None else kind_type | None
 
-def _opt(name: str, kind: str, group: str, help: str = "", metavar: str | None = None,
-         choices: tuple[str, ...] = ()) -> Option:
-    return Option(name, kind, group, help, metavar or {"int": "N", "float": "F"}.get(kind), choices)
+    @property
+    def help(self) -> str:
+        """The ``--help`` line: what it is, and its default."""
+        words = default_words(self.name)
+        if not words:
+            return self.about
+        return f"{self.about} (default: {words})" if self.about else f"default: {words}"
+
+
+def _opt(name: str, kind: str, group: str, about: str = "", metavar: str | None = None,
+         choices: tuple[str, ...] = (), default: Any = None, unset: str = "") -> Option:
+    return Option(name, kind, group, about, metavar or {"int": "N", "float": "F"}.get(kind), choices, default, unset)
 
 
 OPTIONS: tuple[Option, ...] = (
     _opt("task", "choice", "data", "what the run trains for: pretrain (next tokens of a corpus)", "NAME",
-         tuple(TASKS)),
-    _opt("data", "paths", "data", "text files, folders (.txt/.md inside) or globs; default: the embedded Python reference",
-         "PATH"),
-    _opt("corpus", "text", "data", "a named corpus: the-verdict, tiny-shakespeare", "NAME"),
-    _opt("tokenizer", "choice", "data", "gpt2 (BPE) or char; default: the preset's", choices=TOKENIZERS),
-    _opt("val_fraction", "float", "data", "share of tokens for validation (0.1)"),
-    _opt("stride", "int", "data", "tokens between window starts (= context)"),
-    _opt("preset", "choice", "model", f"model size: {', '.join(PRESETS)} (default cpu-demo)", "NAME",
-         tuple(PRESETS)),
+         tuple(TASKS), default="pretrain"),
+    _opt("data", "paths", "data", "text files, folders (.txt/.md inside) or globs", "PATH",
+         unset=f"the named corpus, else the embedded {EMBEDDED_CORPUS}"),
+    _opt("corpus", "text", "data", f"a named corpus: {', '.join(CORPUS_NAMES)}", "NAME"),
+    _opt("tokenizer", "choice", "data", "gpt2 (BPE) or char", choices=TOKENIZERS),
+    _opt("val_fraction", "float", "data", "share of tokens for validation", default=0.1),
+    _opt("stride", "int", "data", "tokens between window starts", unset="the context"),
+    _opt("preset", "choice", "model", f"model size: {', '.join(PRESETS)}", "NAME", tuple(PRESETS),
+         default="cpu-demo"),
     _opt("n_layers", "int", "model"),
     _opt("n_heads", "int", "model"),
     _opt("d_model", "int", "model"),
@@ -61,43 +91,58 @@ OPTIONS: tuple[Option, ...] = (
     _opt("dropout", "float", "model"),
     _opt("init_from", "text", "model", "start from OpenAI's GPT-2 weights: gpt2, gpt2-medium, gpt2-large, gpt2-xl "
                                        "(downloaded once) or a folder with config.json + model.safetensors", "NAME|DIR"),
-    _opt("bias", "bool", "model", "biases in linear layers and LayerNorms; --no-bias: none at all, as nanoGPT's "
-                                  "bias=False (default: the preset's; GPT-2 has them)"),
-    _opt("epochs", "int", "training", "passes over the data (10)"),
-    _opt("max_steps", "int", "training", "optimizer steps; overrides --epochs"),
-    _opt("batch_size", "int", "training", "sequences per micro-batch (default: the preset's; cpu-demo 32, else 16)"),
-    _opt("grad_accum", "int", "training", "micro-batches per optimizer step (1)"),
-    _opt("lr", "float", "training", "peak learning rate (default: the preset's; cpu-demo 5e-3, else 1e-3 up to "
-                                    "384 wide, 6e-4 above)"),
-    _opt("min_lr", "float", "training", "final learning rate (lr/10)"),
-    _opt("warmup_steps", "int", "training", "linear warm-up steps (default: the preset's; cpu-demo 20, else 1/20 "
-                                             "of the run, at most 200)"),
-    _opt("lr_decay_steps", "int", "training", "cosine length (the run's steps)"),
-    _opt("weight_decay", "float", "training"),
-    _opt("optimizer", "choice", "training", "adamw, or muon: Muon for the blocks' matrices, AdamW for the rest "
-                                            "(default: the preset's)", choices=OPTIMIZERS),
-    _opt("beta1", "float", "training", "AdamW beta1 (0.9)"),
-    _opt("beta2", "float", "training", "AdamW beta2 (0.95; the book: 0.999)"),
-    _opt("grad_clip", "float", "training", "max gradient norm (1.0; 0 = off)"),
-    _opt("eval_interval", "int", "evaluation", "steps between evaluations (100)"),
-    _opt("eval_batches", "int", "evaluation", "batches per evaluation (10)"),
-    _opt("sample_prompt", "text", "evaluation", "prompt of the sample at each evaluation", "TEXT"),
-    _opt("sample_tokens", "int", "evaluation"),
-    _opt("out", "text", "checkpoints", "run folder (checkpoints/<run-name>)", "DIR"),
-    _opt("run_name", "text", "checkpoints", metavar="NAME"),
+    _opt("bias", "bool", "model", "biases in linear layers and LayerNorms (GPT-2 has them); --no-bias: none at "
+                                  "all, as nanoGPT's bias=False"),
+    _opt("epochs", "int", "training", "passes over the data", default=10),
+    _opt("max_steps", "int", "training", "optimizer steps; overrides --epochs", unset="all epochs"),
+    _opt("batch_size", "int", "training", "sequences per micro-batch"),
+    _opt("grad_accum", "int", "training", "micro-batches per optimizer step", default=1),
+    _opt("lr", "float", "training", "peak learning rate"),
+    _opt("min_lr", "float", "training", "final learning rate", unset="lr/10"),
+    _opt("warmup_steps", "int", "training", "linear warm-up steps"),
+    _opt("lr_decay_steps", "int", "training", "cosine length", unset="the run's steps"),
+    _opt("weight_decay", "float", "training", default=0.1),
+    _opt("optimizer", "choice", "training", "adamw, or muon: Muon for the blocks' matrices, AdamW for the rest",
+         choices=OPTIMIZERS),
+    _opt("beta1", "float", "training", "AdamW beta1", default=0.9),
+    _opt("beta2", "float", "training", "AdamW beta2; the book's: 0.999", default=0.95),
+    _opt("grad_clip", "float", "training", "max gradient norm; 0 = off", default=1.0),
+    _opt("eval_interval", "int", "evaluation", "steps between evaluations", default=100),
+    _opt("eval_batches", "int", "evaluation", "batches per evaluation", default=10),
+    _opt("sample_prompt", "text", "evaluation", "prompt of the sample at each evaluation", "TEXT",
+         unset="the start of a line of the validation text"),
+    _opt("sample_tokens", "int", "evaluation", default=60),
+    _opt("out", "text", "checkpoints", "run folder", "DIR", unset="checkpoints/<run-name>"),
+    _opt("run_name", "text", "checkpoints", metavar="NAME", unset="<preset>-<date>-<time>"),
     _opt("resume", "text", "checkpoints", "a checkpoint, or a run folder (its latest)", "CHECKPOINT"),
-    _opt("save_interval", "int", "checkpoints", "steps between checkpoints (500)"),
-    _opt("keep_last", "int", "checkpoints", "checkpoints kept besides the best (3)"),
-    _opt("device", "text", "hardware", f"{'|'.join(DEVICES)} (auto)", "NAME"),
+    _opt("save_interval", "int", "checkpoints", "steps between checkpoints", default=500),
+    _opt("keep_last", "int", "checkpoints", "checkpoints kept besides the best", default=3),
+    _opt("device", "text", "hardware", "|".join(DEVICES), "NAME", default="auto"),
     _opt("dtype", "choice", "hardware", "auto: bf16 autocast on CUDA, and on a CPU with native bf16 "
                                         "(avx512_bf16/amx_bf16) for GPT-2-vocabulary models 256+ wide; else fp32",
-         choices=DTYPES),
-    _opt("compile", "bool", "hardware", "torch.compile the model (default: on for CUDA)"),
-    _opt("seed", "int", "hardware"),
-    _opt("threads", "int", "hardware", "CPU threads for torch (default: PyTorch's; 1 is faster on a busy 2-core box)"),
-    _opt("log_interval", "int", "hardware", "steps between loss fetches from the GPU (1 on CPU, 10 on CUDA)"),
+         choices=DTYPES, default="auto"),
+    _opt("compile", "bool", "hardware", "torch.compile the model", unset="on for CUDA"),
+    _opt("seed", "int", "hardware", default=1337),
+    _opt("threads", "int", "hardware", "CPU threads for torch; 1 is faster on a busy 2-core box", unset="PyTorch's"),
+    _opt("log_interval", "int", "hardware", "steps between loss fetches from the GPU", unset="1 on CPU, 10 on CUDA"),
 )
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+def default_words(name: str, preset: str | None = None, d_model: int | None = None) -> str:
+    """Option ``name``'s default in words, "" where it has none.
+
+    Its value (``10``); for one the preset decides, the rule for every preset (``the preset's: cpu-demo 32,
+    else 16``) or, given ``preset`` (and the ``--d-model`` given, which the learning rate follows), what that
+    preset uses (``5e-3 (cpu-demo recipe)``); else what leaving it unset does (``lr/10``).
+    """
+    opt = BY_NAME[name]
+    if opt.default is not None:
+        return shown(opt.default)
+    if name in PRESET_DEFAULTS:
+        return describe_preset_default(name) if preset is None else str(preset_default(name, preset, d_model=d_model))
+    return opt.unset
+
 
 # What a checkpoint fixes: resuming with another value would train another run (another model, other
 # tokens, another order of the data). Everything else may change on --resume and is recorded as changed.
@@ -161,7 +206,7 @@ def add_option_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...]
         if names is not None and opt.name not in names:
             continue
         group = groups.get(opt.group) or groups.setdefault(opt.group, parser.add_argument_group(opt.group))
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": opt.help or None}
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": opt.help.replace("%", "%%") or None}
         if opt.kind == "bool":
             group.add_argument(opt.flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue

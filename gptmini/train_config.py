@@ -1,79 +1,39 @@
 """Every option of a training run, in one validated dataclass.
 
 The CLI, the TUI's new-run form and ``--config FILE.toml`` all build a
-``TrainConfig``; the engine only ever reads one. Fields left ``None`` are
-resolved from the preset, the tokenizer or the device when the run starts.
+``TrainConfig``; the engine only ever reads one. Its fields, their types and
+their defaults are the option table's (``gptmini.options.OPTIONS``). Fields
+left ``None`` are resolved from the preset, the tokenizer or the device when
+the run starts.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
 from gptmini.errors import ConfigError
-from gptmini.options import BY_NAME, DEVICES, DTYPES, TOKENIZERS, read_option
-from gptmini.presets import PRESET_TOKENIZER, PRESETS, default_batch_size, preset_config
+from gptmini.options import BY_NAME, DEVICES, DTYPES, OPTIONS, TOKENIZERS, read_option
+from gptmini.presets import PRESETS, default_batch_size, preset_config, preset_default
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
+# One field per option, in the table's order, with the table's type and default.
+OptionFields = make_dataclass("OptionFields", [(o.name, o.field_type, field(default=o.default)) for o in OPTIONS],
+                              namespace={"__module__": __name__})
+
 
 @dataclass
-class TrainConfig:
-    # data
-    task: str = "pretrain"
-    data: list[str] | None = None
-    corpus: str | None = None
-    tokenizer: str | None = None  # default: the preset's tokenizer
-    val_fraction: float = 0.1
-    stride: int | None = None  # default: context
-    # model
-    preset: str = "cpu-demo"
-    n_layers: int | None = None
-    n_heads: int | None = None
-    d_model: int | None = None
-    context: int | None = None
-    dropout: float | None = None
-    init_from: str | None = None  # GPT-2's weights: a name (gpt2, ...) or a folder; the shape comes from it
-    bias: bool | None = None  # biases in linear layers and LayerNorms (default: the preset's; GPT-2 has them)
-    # optimisation
-    epochs: int = 10
-    max_steps: int | None = None  # overrides epochs when set
-    batch_size: int | None = None  # default: the preset's recipe (cpu-demo 32), else 16; set when built
-    grad_accum: int = 1
-    lr: float | None = None  # default: 1e-3 for d_model <= 384, else 6e-4
-    min_lr: float | None = None  # default: lr / 10
-    warmup_steps: int | None = None  # default: 5 % of the run, at most 200
-    lr_decay_steps: int | None = None  # default: the run's total steps
-    weight_decay: float = 0.1
-    optimizer: str | None = None  # adamw, or muon for the blocks' matrices (default: the preset's recipe)
-    beta1: float = 0.9  # AdamW betas (nanoGPT's defaults; the book uses 0.999 for beta2)
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    # evaluation and samples
-    eval_interval: int = 100
-    eval_batches: int = 10
-    sample_prompt: str | None = None
-    sample_tokens: int = 60
-    # checkpoints
-    out: str | None = None  # default: checkpoints/<run-name>
-    run_name: str | None = None
-    resume: str | None = None
-    save_interval: int = 500
-    keep_last: int = 3
-    # hardware
-    device: str = "auto"
-    dtype: str = "auto"
-    compile: bool | None = None  # default: on for CUDA
-    seed: int = 1337
-    threads: int | None = None  # torch intra-op threads on the CPU (default: PyTorch's choice)
-    log_interval: int | None = None  # steps between loss fetches (default 1 on CPU, 10 on CUDA)
-    # free-form: which fields the user set explicitly (used when resuming)
+class TrainConfig(OptionFields):
+    """The options of one run (``OptionFields``: one per entry of ``OPTIONS``), checked when built."""
+
+    # which fields the user set explicitly (used when resuming)
     explicit: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -145,7 +105,7 @@ class TrainConfig:
     def tokenizer_name(self) -> str:
         if self.init_from:
             return "gpt2"
-        return self.tokenizer or PRESET_TOKENIZER.get(self.preset, "gpt2")
+        return self.tokenizer or preset_default("tokenizer", self.preset).value
 
     def model_overrides(self) -> dict[str, Any]:
         """Overrides for ``preset_config`` (``context`` maps to ``context_length``)."""

@@ -18,7 +18,7 @@ from gptmini.errors import ConfigError, CorpusError
 from gptmini.fmt import option_value
 from gptmini.model.config import ModelConfig
 from gptmini.options import BY_NAME, FIXED_ON_RESUME
-from gptmini.presets import PRESET_RECIPES, preset_config
+from gptmini.presets import preset_config, preset_default
 from gptmini.train_config import TrainConfig
 
 MODEL_DIM_OPTIONS = ("n_layers", "n_heads", "d_model", "context", "bias")  # checked against the saved model
@@ -57,26 +57,23 @@ class RunPlan:
 
 
 def default_lr(cfg: TrainConfig) -> float:
-    """``--lr``, else the preset's recipe, else 1e-3 for models up to 384 wide and 6e-4 above (nanoGPT's
-    two regimes)."""
+    """``--lr``, else the preset's (``presets.preset_default``: its recipe's at its own width, else nanoGPT's
+    two rates by width)."""
     if cfg.lr is not None:
         return cfg.lr
-    if "lr" in PRESET_RECIPES.get(cfg.preset, {}) and cfg.d_model is None:
-        return PRESET_RECIPES[cfg.preset]["lr"]
-    d_model = cfg.d_model or preset_config(cfg.preset, 100).d_model
-    return 1e-3 if d_model <= 384 else 6e-4
+    return preset_default("lr", cfg.preset, d_model=cfg.d_model).value
 
 
 def default_optimizer(optimizer: str | None, preset: str) -> str:
-    """``--optimizer``, else the preset's recipe, else AdamW."""
-    return optimizer or PRESET_RECIPES.get(preset, {}).get("optimizer", "adamw")
+    """``--optimizer``, else the preset's recipe, else the general one (AdamW)."""
+    return optimizer or preset_default("optimizer", preset).value
 
 
 def default_warmup(cfg: TrainConfig, total_steps: int) -> int:
-    """``--warmup-steps``, else the preset's recipe, else 5 % of the run, at most 200 steps."""
+    """``--warmup-steps``, else a share of the run up to the preset's cap."""
     if cfg.warmup_steps is not None:
         return cfg.warmup_steps
-    return min(PRESET_RECIPES.get(cfg.preset, {}).get("warmup_steps", 200), total_steps // 20)
+    return preset_default("warmup_steps", cfg.preset, total_steps=total_steps).value
 
 
 def plan_run(cfg: TrainConfig, *, batches_per_epoch: int, device_type: str) -> RunPlan:

@@ -6,7 +6,7 @@ as the command line checks it (``TrainConfig.validate``, ``check_run_paths``): t
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,27 +14,44 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from gptmini.errors import GPTMiniError
-from gptmini.options import read_option
+from gptmini.errors import ConfigError, GPTMiniError
+from gptmini.options import BY_NAME, default_words, read_option
 from gptmini.paths import check_run_paths
-from gptmini.presets import PRESETS
+from gptmini.presets import PRESETS, preset_default
+from gptmini.text.corpus import CORPUS_NAMES
 from gptmini.train_config import TrainConfig
 
 FIELDS: list[tuple[str, str, str]] = [
-    # (field, label, placeholder)
-    ("data", "data files", "path(s) to .txt, comma separated (blank: named corpus)"),
-    ("corpus", "corpus", "named: python-reference, the-verdict, tiny-shakespeare"),
-    ("n_layers", "layers", "preset"),
-    ("n_heads", "heads", "preset"),
-    ("d_model", "d_model", "preset"),
-    ("context", "context", "preset"),
-    ("epochs", "epochs", "10"),
-    ("batch_size", "batch size", "preset (cpu-demo 32, else 16)"),
-    ("lr", "learning rate", "auto (1e-3 small / 6e-4 large)"),
-    ("max_steps", "max steps", "blank: all epochs"),
-    ("run_name", "run name", "auto"),
-    ("out", "output folder", "checkpoints/<run name>"),
+    # (field, label, how to type it); the placeholder adds what a blank field means (``placeholder``)
+    ("data", "data files", "path(s) to .txt, comma separated"),
+    ("corpus", "corpus", f"named: {', '.join(CORPUS_NAMES)}"),
+    ("n_layers", "layers", ""),
+    ("n_heads", "heads", ""),
+    ("d_model", "d_model", ""),
+    ("context", "context", ""),
+    ("epochs", "epochs", ""),
+    ("batch_size", "batch size", ""),
+    ("lr", "learning rate", ""),
+    ("max_steps", "max steps", ""),
+    ("run_name", "run name", ""),
+    ("out", "output folder", ""),
 ]
+DEFAULT_TOKENIZER = "default"  # the tokenizer choice that leaves it to the preset
+
+
+def placeholder(name: str, hint: str, preset: str, d_model: int | None = None) -> str:
+    """Field ``name``'s placeholder: how to type it, and what the run uses if it is left blank, for ``preset``
+    (and the ``d_model`` typed, which the learning rate follows): ``5e-3 (cpu-demo recipe)``."""
+    words = default_words(name, preset, d_model)
+    if hint and words:
+        return f"{hint}; blank: {words}"
+    return hint or words
+
+
+def tokenizer_choices(preset: str, init_from: str | None = None) -> list[tuple[str, str]]:
+    """The tokenizer menu; its first entry says which one the preset (or ``--init-from``) gives."""
+    default = "gpt2 (--init-from)" if init_from else str(preset_default("tokenizer", preset))
+    return [(f"preset's: {default}", DEFAULT_TOKENIZER), ("gpt2 (BPE)", "gpt2"), ("char", "char")]
 
 
 def _text(value) -> str:
@@ -74,6 +91,7 @@ class NewRunScreen(ModalScreen["object | None"]):
         self.note = note
         self.result_config = None
         self.error: str | None = None
+        self.tokenizer_choices: list[tuple[str, str]] = []  # as the menu shows them now
 
     def compose(self) -> ComposeResult:
         base = self.base
@@ -84,26 +102,28 @@ class NewRunScreen(ModalScreen["object | None"]):
                 if self.note:
                     yield Static(self.note, id="form-note")
                 with Grid():
+                    preset = getattr(base, "preset", None) or BY_NAME["preset"].default
                     yield Label("preset")
                     yield Select(
                         [(name, name) for name in PRESETS],
-                        value=getattr(base, "preset", "cpu-demo") or "cpu-demo",
+                        value=preset,
                         allow_blank=False,
                         compact=True,
                         id="f-preset",
                     )
                     yield Label("tokenizer")
+                    self.tokenizer_choices = tokenizer_choices(preset, getattr(base, "init_from", None))
                     yield Select(
-                        [("preset's default", "default"), ("gpt2 (BPE)", "gpt2"), ("char", "char")],
-                        value=getattr(base, "tokenizer", None) or "default",
+                        self.tokenizer_choices,
+                        value=getattr(base, "tokenizer", None) or DEFAULT_TOKENIZER,
                         allow_blank=False,
                         compact=True,
                         id="f-tokenizer",
                     )
-                    for name, label, placeholder in FIELDS:
+                    for name, label, _hint in FIELDS:  # the placeholders: show_defaults, once mounted
                         yield Label(label)
                         value = "" if name in ("run_name", "out") else _text(getattr(base, name, None))
-                        yield Input(value=value, placeholder=placeholder, compact=True, id=f"f-{name}")
+                        yield Input(value=value, compact=True, id=f"f-{name}")
             yield Static("", id="form-error")
             with Horizontal(id="form-buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
@@ -116,21 +136,38 @@ class NewRunScreen(ModalScreen["object | None"]):
     # ------------------------------------------------------------ building
     def build_config(self):
         """Return a ``TrainConfig`` for the form, or raise ``GPTMiniError``."""
-        raw = {name: self.query_one(f"#f-{name}", Input).value.strip() for name, _l, _p in FIELDS}
+        raw = {name: self.query_one(f"#f-{name}", Input).value.strip() for name, _l, _h in FIELDS}
         raw["data"] = [p.strip() for p in raw["data"].split(",") if p.strip()]
-        changes = {name: read_option(name, value) if value else None for name, value in raw.items()}
-        if changes["epochs"] is None:
-            changes["epochs"] = next(f.default for f in fields(TrainConfig) if f.name == "epochs")
+        changes = {name: read_option(name, value) if value else BY_NAME[name].default for name, value in raw.items()}
         changes["preset"] = self.query_one("#f-preset", Select).value
         tok = self.query_one("#f-tokenizer", Select).value
-        changes["tokenizer"] = None if tok == "default" else tok
+        changes["tokenizer"] = None if tok == DEFAULT_TOKENIZER else tok
         # A new run never resumes the old one or writes into its folder.
         changes["resume"] = None
         config = replace(self.base, **changes) if self.base is not None else TrainConfig(**changes)
         check_run_paths(config)  # data that exists, an output folder that can be written
         return config
 
+    def show_defaults(self) -> None:
+        """Say in each blank field, and in the tokenizer menu, what the preset chosen now would use."""
+        preset = self.query_one("#f-preset", Select).value
+        typed = self.query_one("#f-d_model", Input).value.strip()
+        try:
+            d_model = read_option("d_model", typed) if typed else None
+        except ConfigError:  # not a number (the error line says so): the preset's width meanwhile
+            d_model = None
+        for name, _label, hint in FIELDS:
+            self.query_one(f"#f-{name}", Input).placeholder = placeholder(name, hint, preset, d_model)
+        choices = tokenizer_choices(preset, getattr(self.base, "init_from", None))
+        if choices != self.tokenizer_choices:  # set_options resets the choice: only when the words change
+            self.tokenizer_choices = choices
+            menu = self.query_one("#f-tokenizer", Select)
+            chosen = menu.value
+            menu.set_options(choices)
+            menu.value = chosen
+
     def validate_form(self) -> bool:
+        self.show_defaults()
         err = self.query_one("#form-error", Static)
         try:
             self.result_config = self.build_config()
