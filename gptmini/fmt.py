@@ -157,7 +157,12 @@ class _EventLines(ev.Handler):
     def on_sample(self, e: ev.Sample) -> Line:
         text = Text(f"step {e.step:,} sample: ")
         text.append(e.prompt.replace("\n", " "), style="bold cyan")
-        text.append(e.text.replace("\n", " "))  # one line per sample, as Raschka's generate_and_print_sample
+        if e.reference is None:  # a continuation of the prompt
+            text.append(e.text.replace("\n", " "))  # one line per sample, as Raschka's generate_and_print_sample
+        else:  # an answer to it, beside the one it should have given
+            text.append(" → ")
+            text.append(e.text.replace("\n", " "))
+            text.append(f"  (reference: {e.reference.replace(chr(10), ' ')})", style="dim")
         return Line("sample", text)
 
     def on_checkpoint_saved(self, e: ev.CheckpointSaved) -> Line:

@@ -25,10 +25,12 @@ from gptmini.presets import (
     PRESET_DEFAULTS,
     PRESETS,
     describe_preset_default,
+    describe_task_default,
     preset_default,
     shown,
 )
 from gptmini.text.corpus import CORPUS_NAMES, EMBEDDED_CORPUS
+from gptmini.data.prompts import PROMPT_STYLES
 from gptmini.tasks import TASKS  # names only: no torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -48,6 +50,7 @@ class Option:
     choices: tuple[str, ...] = ()
     default: Any = None  # the value when not given; None: the preset's (PRESET_DEFAULTS) or ``unset``
     unset: str = ""  # what not giving it does, in words, where the default is None and no preset decides
+    tasks: tuple[str, ...] = ()  # the tasks it applies to (empty: every task); set for another task: refused
 
     @property
     def flag(self) -> str:
@@ -69,19 +72,39 @@ class Option:
 
 
 def _opt(name: str, kind: str, group: str, about: str = "", metavar: str | None = None,
-         choices: tuple[str, ...] = (), default: Any = None, unset: str = "") -> Option:
-    return Option(name, kind, group, about, metavar or {"int": "N", "float": "F"}.get(kind), choices, default, unset)
+         choices: tuple[str, ...] = (), default: Any = None, unset: str = "", tasks: tuple[str, ...] = ()) -> Option:
+    return Option(name, kind, group, about, metavar or {"int": "N", "float": "F"}.get(kind), choices, default, unset,
+                  tasks)
 
 
 OPTIONS: tuple[Option, ...] = (
-    _opt("task", "choice", "data", "what the run trains for: pretrain (next tokens of a corpus)", "NAME",
-         tuple(TASKS), default="pretrain"),
-    _opt("data", "paths", "data", "text files, folders (.txt/.md inside) or globs", "PATH",
+    _opt("task", "choice", "data", "what the run trains for: pretrain (next tokens of a corpus), instruct "
+                                   "(answers to instructions: the book's chapter 7)", "NAME", tuple(TASKS),
+         default="pretrain"),
+    _opt("data", "paths", "data", "pretrain: text files, folders (.txt/.md inside) or globs; instruct: one .json/"
+                                  ".jsonl file of instruction/input/output or prompt/completion records, or "
+                                  "instruction-data (the book's, downloaded once)", "PATH",
          unset=f"the named corpus, else the embedded {EMBEDDED_CORPUS}"),
-    _opt("corpus", "text", "data", f"a named corpus: {', '.join(CORPUS_NAMES)}", "NAME"),
+    _opt("corpus", "text", "data", f"a named corpus: {', '.join(CORPUS_NAMES)}", "NAME", tasks=("pretrain",)),
     _opt("tokenizer", "choice", "data", "gpt2 (BPE) or char", choices=TOKENIZERS),
-    _opt("val_fraction", "float", "data", "share of tokens for validation", default=0.1),
-    _opt("stride", "int", "data", "tokens between window starts", unset="the context"),
+    _opt("val_fraction", "float", "data", "share of tokens for validation", default=0.1, tasks=("pretrain",)),
+    _opt("stride", "int", "data", "tokens between window starts", unset="the context", tasks=("pretrain",)),
+    _opt("val_data", "text", "data", "the validation records in a file of their own (then --data is all "
+                                     "training)", "FILE", unset="5 % of --data", tasks=("instruct",)),
+    _opt("test_data", "text", "data", "the test records (gptmini respond answers them) in a file of their own",
+         "FILE", unset="10 % of --data", tasks=("instruct",)),
+    _opt("template", "choice", "fine-tuning", "how an instruction is put to the model: alpaca (the book's), phi3 "
+                                              "(its exercise 7.1), raw", "NAME", tuple(PROMPT_STYLES),
+         unset="alpaca; raw for prompt/completion records", tasks=("instruct",)),
+    _opt("mask_prompt", "bool", "fine-tuning", "leave the prompt's tokens out of the loss (the book's exercise 7.2)",
+         default=False, tasks=("instruct",)),
+    _opt("lora_rank", "int", "fine-tuning", "train low-rank adapters of this rank (appendix E) and freeze the "
+                                            "model", unset="no LoRA: every weight trains"),
+    _opt("lora_alpha", "float", "fine-tuning", "the adapters' scale: their output is alpha * x A B, as the book's "
+                                               "(PEFT's lora_alpha = alpha x rank)", default=16.0),
+    _opt("lora_targets", "choice", "fine-tuning", "the layers that get adapters: attn (q, k, v, out), mlp, or all "
+                                                  "(every linear layer and the output head, as the book)",
+         choices=("attn", "mlp", "all"), default="all"),
     _opt("preset", "choice", "model", f"model size: {', '.join(PRESETS)}", "NAME", tuple(PRESETS),
          default="cpu-demo"),
     _opt("n_layers", "int", "model"),
@@ -110,7 +133,7 @@ OPTIONS: tuple[Option, ...] = (
     _opt("eval_interval", "int", "evaluation", "steps between evaluations", default=100),
     _opt("eval_batches", "int", "evaluation", "batches per evaluation", default=10),
     _opt("sample_prompt", "text", "evaluation", "prompt of the sample at each evaluation", "TEXT",
-         unset="the start of a line of the validation text"),
+         unset="the start of a line of the validation text", tasks=("pretrain",)),
     _opt("sample_tokens", "int", "evaluation", default=60),
     _opt("out", "text", "checkpoints", "run folder", "DIR", unset="checkpoints/<run-name>"),
     _opt("run_name", "text", "checkpoints", metavar="NAME", unset="<preset>-<date>-<time>"),
@@ -140,13 +163,17 @@ def default_words(name: str, preset: str | None = None, d_model: int | None = No
     if opt.default is not None:
         return shown(opt.default)
     if name in PRESET_DEFAULTS:
-        return describe_preset_default(name) if preset is None else str(preset_default(name, preset, d_model=d_model))
+        if preset is not None:
+            return str(preset_default(name, preset, d_model=d_model))
+        tasks = describe_task_default(name)
+        return describe_preset_default(name) + (f"; fine-tuning: {tasks}" if tasks else "")
     return opt.unset
 
 
 # What a checkpoint fixes: resuming with another value would train another run (another model, other
 # tokens, another order of the data). Everything else may change on --resume and is recorded as changed.
-FIXED_ON_RESUME = ("task", "data", "corpus", "tokenizer", "val_fraction", "stride", "preset", "n_layers", "n_heads",
+FIXED_ON_RESUME = ("task", "data", "val_data", "test_data", "template", "mask_prompt", "lora_rank", "lora_alpha",
+                   "lora_targets", "corpus", "tokenizer", "val_fraction", "stride", "preset", "n_layers", "n_heads",
                    "d_model", "context", "bias", "seed", "init_from", "optimizer")
 
 

@@ -15,7 +15,7 @@ from gptmini.errors import ConfigError
 
 def check_run_paths(cfg) -> None:
     """``--data`` exists, ``--resume`` exists, and the run folder can be created and written."""
-    if cfg.data:
+    if cfg.data and cfg.task == "pretrain":  # a fine-tuning task's data may be a data set's name: its task reads it
         from gptmini.text.corpus import check_data_paths
 
         check_data_paths(cfg.data)

@@ -57,6 +57,12 @@ PRESET_RECIPES: dict[str, dict[str, Any]] = {
     "cpu-demo": dict(optimizer="muon", lr=5e-3, warmup_steps=20, batch_size=32),
 }
 
+# The recipe of a fine-tuning task, which takes the place of the preset's: the model comes pre-trained
+# (--init-from), and the book fine-tunes it with AdamW at 5e-5 in batches of 8 (chapters 6 and 7).
+TASK_RECIPES: dict[str, dict[str, Any]] = {
+    "instruct": dict(optimizer="adamw", lr=5e-5, batch_size=8),
+}
+
 # The options whose default (None) the preset decides: its shape (PRESETS), tokenizer and recipe.
 _SHAPE = {"n_layers": "n_layers", "n_heads": "n_heads", "d_model": "d_model", "context": "context_length",
           "dropout": "dropout", "bias": "bias"}
@@ -74,14 +80,17 @@ class PresetDefault:
         return self.why if self.value is None else f"{shown(self.value)} ({self.why})"
 
 
-def preset_default(name: str, preset: str, *, d_model: int | None = None,
+def preset_default(name: str, preset: str, *, task: str = "pretrain", d_model: int | None = None,
                    total_steps: int | None = None) -> PresetDefault:
     """Option ``name``'s value when it is not given, for ``preset`` (one of ``PRESET_DEFAULTS``).
 
     ``d_model``: the ``--d-model`` given, if any (the learning rate follows the width); ``total_steps``:
     the run's length (the warm-up is a share of it). The training plan uses the value; ``--help`` and the
-    new-run form the words (``describe_preset_default`` for every preset at once).
+    new-run form the words (``describe_preset_default`` for every preset at once). A fine-tuning ``task``'s
+    recipe (``TASK_RECIPES``) comes first.
     """
+    if name in TASK_RECIPES.get(task, {}):
+        return PresetDefault(TASK_RECIPES[task][name], f"{task} recipe")
     own = PRESET_RECIPES.get(preset, {})
     source = f"{preset} recipe" if name in own else "general recipe"
     if name == "lr":
@@ -118,6 +127,11 @@ def describe_preset_default(name: str) -> str:
     return _rule(own, GENERAL_RECIPE[name])
 
 
+def describe_task_default(name: str) -> str:
+    """What the fine-tuning tasks use instead of the preset's, in words: ``instruct 5e-5``."""
+    return ", ".join(f"{task} {shown(r[name])}" for task, r in TASK_RECIPES.items() if name in r)
+
+
 def _rule(own: dict[str, Any], general: Any, sep: str = ", ", otherwise: str = "else") -> str:
     """``the preset's: cpu-demo 32, else 16``; presets sharing a value: ``char for cpu-demo, cpu-small, ...``."""
     groups: dict[Any, list[str]] = {}
@@ -130,9 +144,10 @@ def _rule(own: dict[str, Any], general: Any, sep: str = ", ", otherwise: str = "
     return f"the preset's: {said}{sep}{otherwise} {shown(general)}"
 
 
-def default_batch_size(preset: str) -> int:
-    """Sequences per micro-batch when ``--batch-size`` is not given: the preset's recipe, else the general one."""
-    return preset_default("batch_size", preset).value
+def default_batch_size(preset: str, task: str = "pretrain") -> int:
+    """Sequences per micro-batch when ``--batch-size`` is not given: the task's or the preset's recipe, else the
+    general one."""
+    return preset_default("batch_size", preset, task=task).value
 
 
 def shown(value: Any) -> str:

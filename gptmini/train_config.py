@@ -42,7 +42,7 @@ class TrainConfig(OptionFields):
             if value is not None:
                 setattr(self, name, read_option(name, value))
         if self.batch_size is None:
-            self.batch_size = default_batch_size(self.preset)
+            self.batch_size = default_batch_size(self.preset, self.task)
         self.validate()
 
     # ------------------------------------------------------------ validation
@@ -50,8 +50,9 @@ class TrainConfig(OptionFields):
         if self.init_from is not None and self.resume is not None and "init_from" in self.explicit:
             raise ConfigError("--init-from starts a new run from GPT-2's weights; --resume continues one: "
                               "use one of them")
-        if self.init_from is not None and self.tokenizer == "char":
-            raise ConfigError("--init-from GPT-2 needs GPT-2's tokenizer; drop --tokenizer char")
+        if self.init_from is not None and self.tokenizer is not None:
+            raise ConfigError(f"--init-from takes the tokenizer of the model it names; drop --tokenizer "
+                              f"{self.tokenizer}")
         if self.data is not None and self.corpus is not None:
             raise ConfigError("use either --data or --corpus, not both")
         if self.data is not None and len(self.data) == 0:
@@ -64,8 +65,12 @@ class TrainConfig(OptionFields):
             raise ConfigError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        for opt in OPTIONS:  # a task's own options, set for another task, would be ignored: say so
+            if opt.tasks and self.task not in opt.tasks and getattr(self, opt.name) != opt.default:
+                raise ConfigError(f"{opt.flag} applies to --task {' or '.join(opt.tasks)}; this run is --task "
+                                  f"{self.task}")
         for name in ("n_layers", "n_heads", "d_model", "context", "stride", "max_steps", "warmup_steps",
-                     "lr_decay_steps", "log_interval", "threads"):
+                     "lr_decay_steps", "log_interval", "threads", "lora_rank"):
             _check_int(name, getattr(self, name), minimum=0 if name == "warmup_steps" else 1, optional=True)
         for name in ("epochs", "batch_size", "grad_accum", "eval_interval", "eval_batches", "sample_tokens",
                      "save_interval", "keep_last"):

@@ -157,7 +157,7 @@ def test_training_from_gpt2_is_a_new_run_that_starts_with_its_loss(hf_folder, ti
 
 @pytest.mark.parametrize("extra, message", [
     (["--d-model", "32"], "drop --d-model 32 (it has 64)"),
-    (["--tokenizer", "char"], "needs GPT-2's tokenizer"),
+    (["--tokenizer", "char"], "takes the tokenizer of the model it names"),
     (["--resume", "."], "use one of them"),
 ])
 def test_flags_that_disagree_with_gpt2_are_refused(hf_folder, tiny_text, tmp_path, extra, message):

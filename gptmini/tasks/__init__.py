@@ -1,5 +1,5 @@
 """What a run trains for, one module per task on one seam (``base.Task``): ``pretrain`` (next tokens of a
-corpus, the book's chapter 5). The registry names each task's class by module so that option checks do not
+corpus, the book's chapter 5), ``instruct`` (answers to instructions, chapter 7). The registry names each task's class by module so that option checks do not
 import torch."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 TASKS: dict[str, str] = {  # --task NAME -> "module:Class"
     "pretrain": "gptmini.tasks.pretrain:PretrainTask",
+    "instruct": "gptmini.tasks.instruct:InstructTask",
 }
 
 

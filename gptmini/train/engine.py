@@ -47,9 +47,7 @@ from gptmini.errors import (
     TokenizerError,
 )
 from gptmini.events import RunState
-from gptmini.interop.pretrained import fetch as fetch_pretrained
-from gptmini.interop.pretrained import load_state as load_pretrained
-from gptmini.interop.pretrained import read_config as read_pretrained_config
+from gptmini.interop.init import InitWeights, open_init
 from gptmini.metrics import MetricsWriter
 from gptmini.model.config import ModelConfig
 from gptmini.model.gpt import GPT
@@ -148,7 +146,7 @@ class Trainer:
         self.last_val_loss: float | None = None
         self.exception: BaseException | None = None
         self.changed: dict[str, list[Any]] = {}  # options a resume changed: {name: [old, new]}
-        self.init_folder: Path | None = None  # --init-from: the GPT-2 folder the weights came from
+        self.init: InitWeights | None = None  # --init-from: the pretrained weights the run starts from
         # built by run()
         self.ranks = Ranks()
         self.device = torch.device("cpu")
@@ -298,10 +296,8 @@ class Trainer:
             self.changed = resume_changes(self.config, resume.manifest)
             self.config = resume_config(self.config, resume.manifest)
         cfg = self.config
-        init = None
         if cfg.init_from and resume is None:  # fetched first: an offline download fails before any work
-            self.init_folder = fetch_pretrained(cfg.init_from)
-            init = read_pretrained_config(self.init_folder)
+            self.init = open_init(cfg.init_from)
         self.ranks = init_distributed(cfg.device)
         self.run_dir = run_dir_for(cfg, resume)
         self.run_name = self.run_dir.name
@@ -310,13 +306,14 @@ class Trainer:
             self._lock.acquire()
         self.device = choose_device(cfg, self.ranks)
         self.task = build_task(cfg)
-        wanted = tokenizer_from_description(resume.manifest["tokenizer"]) if resume else cfg.tokenizer_name
+        wanted = (tokenizer_from_description(resume.manifest["tokenizer"]) if resume
+                  else self.init.tokenizer() if self.init else cfg.tokenizer_name)
         self.tokenizer = self.task.load(wanted, self._emit, resume.path.parent if resume else None)
-        self._build_model(resume, init)
+        self._build_model(resume)
         self._open_run_dir(resume)
 
-    def _build_model(self, resume: Checkpoint | None, init: dict[str, Any] | None) -> None:
-        cfg, device = self.config, self.device
+    def _build_model(self, resume: Checkpoint | None) -> None:
+        cfg, device, init = self.config, self.device, self.init
         self.model_config = model_cfg = run_model_config(cfg, self.tokenizer.vocab_size, resume, init)
         self.precision = choose_precision(device, cfg.dtype, model_cfg)
         T = model_cfg.context_length
@@ -330,7 +327,7 @@ class Trainer:
         random.seed(cfg.seed)
         self.model = model = GPT(model_cfg).to(device)
         if init is not None:
-            model.load_state_dict({k: v.to(device) for k, v in load_pretrained(self.init_folder, model_cfg).items()})
+            model.load_state_dict({k: v.to(device) for k, v in init.state(model_cfg).items()})
         self.plan = plan = plan_run(cfg, batches_per_epoch=self.batches.batches_per_epoch, device_type=device.type)
         self.optimizer = make_optimizer(model, plan.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                         device_type=device.type, kind=plan.optimizer)
@@ -357,7 +354,7 @@ class Trainer:
                              dtype=self.precision.dtype_name, world_size=self.ranks.world_size, task=self.task,
                              resumed={"from": str(resume.path), "at_step": self.step, "changed": self.changed}
                              if resume is not None else None,
-                             init={"from": cfg.init_from, "folder": str(self.init_folder)} if self.init_folder else None)
+                             init=self.init.describe() if self.init else None)
             for name, document in self.task.run_files().items():
                 write_json_atomic(self.run_dir / name, document)
             self._metrics = MetricsWriter(self.run_dir)
@@ -381,7 +378,7 @@ class Trainer:
         plan = self.plan
         self._throughput.restart()  # setup time is not training time
         self._set_state(RunState.PAUSED if self._pause.is_set() else RunState.RUNNING)
-        if self.init_folder is not None and self.step == 0:
+        if self.init is not None and self.step == 0:
             self._evaluate()  # the pretrained model on this corpus: the curve's first point, and a sample
         while True:
             self._serve_requests()

@@ -61,12 +61,12 @@ def default_lr(cfg: TrainConfig) -> float:
     two rates by width)."""
     if cfg.lr is not None:
         return cfg.lr
-    return preset_default("lr", cfg.preset, d_model=cfg.d_model).value
+    return preset_default("lr", cfg.preset, task=cfg.task, d_model=cfg.d_model).value
 
 
-def default_optimizer(optimizer: str | None, preset: str) -> str:
-    """``--optimizer``, else the preset's recipe, else the general one (AdamW)."""
-    return optimizer or preset_default("optimizer", preset).value
+def default_optimizer(optimizer: str | None, preset: str, task: str = "pretrain") -> str:
+    """``--optimizer``, else the task's or the preset's recipe, else the general one (AdamW)."""
+    return optimizer or preset_default("optimizer", preset, task=task).value
 
 
 def default_warmup(cfg: TrainConfig, total_steps: int) -> int:
@@ -95,7 +95,7 @@ def plan_run(cfg: TrainConfig, *, batches_per_epoch: int, device_type: str) -> R
         n_epochs=math.ceil(total_steps / steps_per_epoch),
         log_interval=cfg.log_interval or (1 if device_type == "cpu" else 10),
         compile=cfg.compile if cfg.compile is not None else device_type == "cuda",
-        optimizer=default_optimizer(cfg.optimizer, cfg.preset),
+        optimizer=default_optimizer(cfg.optimizer, cfg.preset, cfg.task),
         eval_interval=cfg.eval_interval,
         save_interval=cfg.save_interval,
     )

@@ -14,7 +14,7 @@ import torch
 from gptmini.ckpt.files import write_json_atomic
 from gptmini.ckpt.state import check_model_config
 from gptmini.ckpt.store import Checkpoint
-from gptmini.errors import ConfigError
+from gptmini.interop.init import InitWeights, init_model_config
 from gptmini.model.config import ModelConfig
 from gptmini.train.device import resolve_device, setup_backends
 from gptmini.train.distributed import Ranks
@@ -38,37 +38,17 @@ def choose_device(cfg: TrainConfig, ranks: Ranks) -> torch.device:
 
 
 def run_model_config(cfg: TrainConfig, vocab_size: int, resume: Checkpoint | None,
-                     init: dict[str, Any] | None = None) -> ModelConfig:
+                     init: InitWeights | None = None) -> ModelConfig:
     """The model a run builds: on resume the checkpoint's (dims flags given explicitly must match it),
-    from ``--init-from`` GPT-2's ``config.json`` (``init``), else the preset's with the dims flags."""
+    the shape of the model ``--init-from`` names (``init``), else the preset's with the dims flags."""
     if init is not None:
-        return _init_model_config(cfg, vocab_size, init)
+        return init_model_config(cfg, vocab_size, init)
     saved = dict(resume.manifest["model_config"]) if resume is not None else None
     model_cfg = model_config_for(cfg, vocab_size, saved)
     if saved is not None and explicit_model_options(cfg):
         wanted = model_config_for(cfg, vocab_size)
         check_model_config(saved, wanted.with_overrides(dropout=model_cfg.dropout), resume.path)
     return model_cfg
-
-
-def _init_model_config(cfg: TrainConfig, vocab_size: int, hf: dict[str, Any]) -> ModelConfig:
-    """GPT-2's shape: ``--context`` may crop it and ``--dropout`` is free; another dims flag must agree."""
-    from gptmini.interop.pretrained import model_config
-
-    clashes = [f"--{name.replace('_', '-')} {getattr(cfg, name)} (it has {hf[key]})"
-               for name, key in (("n_layers", "n_layer"), ("n_heads", "n_head"), ("d_model", "n_embd"))
-               if getattr(cfg, name) is not None and getattr(cfg, name) != hf[key]]
-    if cfg.bias is False:
-        clashes.append("--no-bias (it has biases)")
-    if "preset" in cfg.explicit:
-        clashes.append(f"--preset {cfg.preset}")
-    if clashes:
-        raise ConfigError(f"--init-from {cfg.init_from} takes the model's shape from GPT-2's config.json; "
-                          f"drop {', '.join(clashes)}")
-    if hf["vocab_size"] != vocab_size:
-        raise ConfigError(f"--init-from {cfg.init_from}: config.json has vocab_size {hf['vocab_size']}, GPT-2's "
-                          f"tokenizer has {vocab_size}")
-    return model_config(hf, context=cfg.context, dropout=cfg.dropout)
 
 
 def trained_form(model: torch.nn.Module, compile_model: bool, ranks: Ranks, device: torch.device) -> torch.nn.Module:

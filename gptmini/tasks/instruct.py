@@ -1,0 +1,222 @@
+"""Instruction fine-tuning (the book's chapter 7): a model learns to answer instructions.
+
+The data is one JSON/JSONL file of instruction/input/output (or prompt/completion) records, split 85 / 10
+/ 5 % (train / test / validation) by the run's seed, or given as files (``--val-data``, ``--test-data``).
+The split is written into the run folder (``split.json``) so that a resume and ``gptmini respond`` use the
+same examples. Examples are formatted with a prompt style (``data.prompts``), padded per batch as the book
+does, and shuffled by example every epoch. After each evaluation the model answers a few fixed
+validation instructions, shown beside their reference answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from gptmini import events as ev
+from gptmini.data.batch import Batch
+from gptmini.data.instructions import (
+    Example,
+    ExampleBatches,
+    Record,
+    collate,
+    end_marker,
+    file_sha256,
+    fit_to_context,
+    read_records,
+    split_indices,
+    tokenize_examples,
+)
+from gptmini.data.named import fetch_named_data
+from gptmini.data.prompts import DEFAULT_STYLE, PROMPT_STYLES, PromptStyle, prompt_style
+from gptmini.errors import ConfigError, CorpusError, GPTMiniError
+from gptmini.tasks.base import DataSummary, Emit, EvalResult, Task, mean_loss
+from gptmini.text.corpus import DOC_SEPARATOR
+
+if TYPE_CHECKING:
+    from gptmini.text.tokenizer import Tokenizer
+    from gptmini.train.device import DeviceChoice
+    from gptmini.train_config import TrainConfig
+
+SPLIT_FILE = "split.json"
+SAMPLE_EXAMPLES = 3  # validation examples answered after each evaluation
+
+
+class InstructTask(Task):
+    name = "instruct"
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        self.style: PromptStyle = prompt_style(config.template or DEFAULT_STYLE)
+        self.records: dict[str, list[Record]] = {}  # split -> its records, in split order
+        self.split: dict[str, Any] = {}  # what split.json holds
+        self.examples: dict[str, list[Example]] = {}
+        self.val_set: list[Batch] = []
+        self.train_eval_set: list[Batch] = []
+        self.pad_id = 0
+        self._emit: Emit = lambda event: None
+
+    # ------------------------------------------------------------------ data
+    def load(self, tokenizer: Tokenizer | str, emit: Emit, resume_dir: Path | None = None) -> Tokenizer:
+        cfg = self.config
+        self._emit = emit
+        paths = {"train": data_path(cfg.data), "val": cfg.val_data, "test": cfg.test_data}
+        records = {name: read_records(p) if p else None for name, p in paths.items()}
+        saved = _read_split(resume_dir) if resume_dir is not None else None
+        self.split = saved or _make_split(paths, records, cfg.seed)
+        self._check_split(paths)
+        for name in ("train", "val", "test"):
+            part = self.split[name]
+            source = records[name] if part["file"] != "train" else records["train"]
+            self.records[name] = [source[i] for i in part["indices"]]
+        if not self.records["val"]:
+            raise CorpusError(f"{paths['train']} has {len(records['train'])} records: too few for a validation "
+                              f"split (5 %); add records or pass --val-data FILE")
+        if not self.config.template and all("prompt" in r.source for r in self.records["train"]):
+            self.style = PROMPT_STYLES["raw"]  # prompt/completion data carries its own prompts
+        self.tokenizer = tok = _tokenizer_for(tokenizer, self.records, self.style)
+        self.pad_id = end_marker(tok)[-1]
+        where = str(paths["train"])
+        self.examples = {name: tokenize_examples(recs, list(range(len(recs))), tok, self.style, where)
+                         for name, recs in self.records.items()}
+        train_tokens = sum(len(e.ids) for e in self.examples["train"])
+        self.summary = DataSummary(
+            name=Path(paths["train"]).name, n_bytes=Path(paths["train"]).stat().st_size, train_tokens=train_tokens,
+            val_tokens=sum(len(e.ids) for e in self.examples["val"]),
+            extra={"template": self.style.name, **{f"{k}_examples": len(v) for k, v in self.examples.items()}})
+        return tok
+
+    def _check_split(self, paths: dict[str, str | None]) -> None:
+        """A resumed run's split must still describe the files it was made from."""
+        for name in ("train", "val", "test"):
+            part = self.split[name]
+            path = paths["train"] if part["file"] == "train" else paths[name]
+            if path is None or file_sha256(path) != part["sha256"]:
+                raise CorpusError(f"{SPLIT_FILE} of the run names {part['path']} (sha256 {part['sha256'][:12]}), "
+                                  f"which is not the data given now; resume with the same data")
+
+    def run_files(self) -> dict[str, Any]:
+        return {SPLIT_FILE: self.split}
+
+    # --------------------------------------------------------------- batches
+    def prepare(self, context_length: int, batch_size: int, *, seed: int, rank: int, world_size: int) -> ExampleBatches:
+        cfg = self.config
+        fitted = {name: fit_to_context(examples, context_length) for name, examples in self.examples.items()}
+        train = fitted["train"]
+        if not train.examples:
+            raise CorpusError(f"every training example's prompt is longer than the context ({context_length} "
+                              f"tokens); use a longer --context (the model's limit) or shorter instructions")
+        cut, dropped = sum(f.cut for f in fitted.values()), sum(f.dropped for f in fitted.values())
+        if cut or dropped:
+            self._emit(ev.Warning(message=f"{cut} examples were cut to the context of {context_length} tokens and "
+                                          f"{dropped} dropped (their prompt alone fills it)", step=0))
+        batches = ExampleBatches(train.examples, batch_size, pad_id=self.pad_id, mask_prompt=cfg.mask_prompt,
+                                 seed=seed, rank=rank, world_size=world_size)
+        if batches.batches_per_epoch == 0:
+            per = len(train.examples) // world_size
+            raise CorpusError(f"the train split has {len(train.examples)} examples ({per} per process): fewer than "
+                              f"the batch size {batch_size}; use --batch-size {max(per, 1)} or less, or more data")
+        self.val_set = self._eval_batches(fitted["val"].examples, batch_size)
+        self.train_eval_set = self._eval_batches(train.examples, batch_size)
+        return batches
+
+    def _eval_batches(self, examples: list[Example], batch_size: int) -> list[Batch]:
+        """The first ``--eval-batches`` batches of a split, in split order (the book evaluates 5 batches)."""
+        chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)][: self.config.eval_batches]
+        return [Batch(*collate(chunk, self.pad_id, self.config.mask_prompt)) for chunk in chunks]
+
+    # ------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, device: torch.device, precision: DeviceChoice) -> EvalResult:
+        return EvalResult(val_loss=mean_loss(model, self.val_set, device, precision),
+                          train_loss=mean_loss(model, self.train_eval_set, device, precision))
+
+    def samples(self, model: torch.nn.Module, step: int) -> list[ev.Event]:
+        out: list[ev.Event] = []
+        for rec in self.records["val"][:SAMPLE_EXAMPLES]:
+            try:
+                answer = respond(model, self.tokenizer, self.style.prompt(rec.instruction, rec.input),
+                                 self.config.sample_tokens)
+            except GPTMiniError as exc:
+                return [ev.Warning(message=f"sample skipped: {exc}", step=step)]
+            finally:
+                model.train()
+            shown = rec.instruction + (f"\n{rec.input}" if rec.input else "")
+            out.append(ev.Sample(step=step, prompt=shown, text=answer, reference=rec.output))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "template": self.style.name, "mask_prompt": bool(self.config.mask_prompt),
+                "split_sha256": hashlib.sha256(json.dumps(self.split, sort_keys=True).encode()).hexdigest()}
+
+    @property
+    def sample_prompt(self) -> str | None:
+        return self.records["val"][0].instruction if self.records.get("val") else None
+
+
+def respond(model: torch.nn.Module, tokenizer: Tokenizer, prompt: str, max_new_tokens: int) -> str:
+    """The model's greedy answer to a formatted prompt, up to its end marker."""
+    from gptmini.sample.sampler import Sampler
+    from gptmini.sample.settings import SamplingSettings
+
+    stop = None if tokenizer.eot_id is not None else DOC_SEPARATOR
+    settings = SamplingSettings(strategy="greedy", max_new_tokens=max_new_tokens, stop=stop)
+    return Sampler(model, tokenizer).generate(prompt, settings).strip()
+
+
+def data_path(data: list[str] | None) -> str:
+    """The one instruction file ``--data`` names (a path, or the name of a known data set, downloaded once)."""
+    if not data:
+        raise ConfigError("--task instruct needs --data FILE: a .json or .jsonl of instruction/output records "
+                          "(or 'instruction-data', the book's 1,100 examples)")
+    if len(data) > 1:
+        raise ConfigError(f"--task instruct takes one --data file (got {len(data)}); give the validation and test "
+                          f"sets with --val-data and --test-data")
+    spec = data[0]
+    if Path(spec).expanduser().exists():
+        if Path(spec).suffix.lower() in (".txt", ".md"):
+            raise ConfigError(f"--task instruct reads instruction records (.json/.jsonl), not a text corpus like "
+                              f"{spec}; pre-train on text with --task pretrain")
+        return str(Path(spec).expanduser())
+    return str(fetch_named_data(spec, kind="instructions"))
+
+
+def _make_split(paths: dict[str, str | None], records: dict[str, list[Record] | None], seed: int) -> dict[str, Any]:
+    """Which records train, validate and test: given files, or 85 / 10 / 5 % of ``--data`` by ``seed``."""
+    n = len(records["train"])
+    own = split_indices(n, seed) if paths["val"] is None else {"train": list(range(n)), "val": [], "test": []}
+    split: dict[str, Any] = {"seed": seed}
+    for name in ("train", "val", "test"):
+        if name != "train" and paths[name] is not None:  # a file of its own
+            split[name] = {"file": name, "path": paths[name], "sha256": file_sha256(paths[name]),
+                           "indices": list(range(len(records[name])))}
+        else:  # records of --data
+            split[name] = {"file": "train", "path": paths["train"], "sha256": file_sha256(paths["train"]),
+                           "indices": own[name]}
+    return split
+
+
+def _read_split(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / SPLIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CorpusError(f"{path} is not readable JSON ({exc})") from None
+
+
+def _tokenizer_for(wanted: Tokenizer | str, records: dict[str, list[Record]], style: PromptStyle) -> Tokenizer:
+    """The run's tokenizer: one already built (the model's own), or a name (a char vocabulary from the data
+    and the prompt style's own text)."""
+    if not isinstance(wanted, str):
+        return wanted
+    from gptmini.text.tokenizer import build_tokenizer
+
+    texts = [t for recs in records.values() for r in recs for t in (r.instruction, r.input, r.output)]
+    texts += [style.head, style.input_head, style.response_head, DOC_SEPARATOR]
+    return build_tokenizer(wanted, texts if wanted == "char" else None)
