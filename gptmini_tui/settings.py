@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from gptmini.sample.strategies import KNOBS, STRATEGIES, TEMPERATURE, TOP_K, TOP_P, Knob, strategy
+from gptmini.sample.strategies import KNOBS, MIN_P, STRATEGIES, TEMPERATURE, TOP_K, TOP_P, Knob, strategy
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class PlaygroundSettings:
     temperature: float = TEMPERATURE.default
     top_k: int = TOP_K.default
     top_p: float = TOP_P.default
+    min_p: float = MIN_P.default
     max_new_tokens: int = 120
     seed: int | None = None
 

@@ -45,7 +45,7 @@ def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Ten
     order (:mod:`gptmini.sample.strategies`): those on logits set removed tokens
     to ``-inf`` before the softmax (top-k keeps exactly ``k``; ties at the
     boundary are broken by index), those on probabilities set them to 0 after
-    it and renormalise (top-p). Removed tokens get probability exactly 0.
+    it and renormalise (top-p, min-p). Removed tokens get probability exactly 0.
     Returns float32 on the logits' device.
     """
     logits = torch.as_tensor(logits).float()

@@ -22,20 +22,23 @@ class SamplingSettings:
     """How to pick tokens (the strategies are :data:`gptmini.sample.strategies.STRATEGIES`).
 
     * ``greedy``: always the most probable token (``temperature``/``top_k``/
-      ``top_p``/``seed`` are not used).
+      ``top_p``/``min_p``/``seed`` are not used).
     * ``temperature``: sample from ``softmax(logits / T)``; ``T = 0`` is greedy.
-      ``top_k``/``top_p`` are not used.
+      ``top_k``/``top_p``/``min_p`` are not used.
     * ``top-k``: temperature, then keep the ``top_k`` most probable tokens
       (``top_p`` also applied after it when set).
     * ``top-p``: temperature, then nucleus sampling: the smallest set of most
       probable tokens whose cumulative probability reaches ``top_p``
       (``top_k`` also applied before it when set).
+    * ``min-p``: temperature, then keep the tokens at least ``min_p`` times as
+      probable as the most probable one.
     """
 
     strategy: str = "greedy"
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
+    min_p: float | None = None
     max_new_tokens: int = 100
     seed: int | None = None
     stop: str | None = None

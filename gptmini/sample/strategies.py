@@ -139,6 +139,11 @@ def keep_top_p(probs: Any, p: float) -> Any:
     return torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
 
 
+def keep_min_p(probs: Any, p_min: float) -> Any:
+    """The tokens at least ``p_min`` times as probable as the most probable one."""
+    return probs >= p_min * probs.amax(dim=-1, keepdim=True)
+
+
 # ------------------------------------------------------------------------ knobs
 TEMPERATURE = Knob(
     "temperature", "T", "--temperature", "F", "softmax temperature; default 1.0, 0 = greedy",
@@ -156,6 +161,11 @@ TOP_P = Knob(
     whole=False, rule="in (0, 1] (e.g. 0.9)", low=0.0, low_open=True, high=1.0, example="0.9",
     default=0.9, console=(0.05, 1.0), step=0.05, keep=keep_top_p,
 )
+MIN_P = Knob(
+    "min_p", "p", "--min-p", "F", "keep the tokens at least F times as probable as the most probable one",
+    whole=False, rule="in (0, 1] (e.g. 0.05)", low=0.0, low_open=True, high=1.0, example="0.05",
+    default=0.05, console=(0.01, 1.0), step=0.01, keep=keep_min_p,
+)
 
 # ------------------------------------------------------------------- the registry
 STRATEGIES: Mapping[str, Strategy] = MappingProxyType({s.name: s for s in (
@@ -163,6 +173,8 @@ STRATEGIES: Mapping[str, Strategy] = MappingProxyType({s.name: s for s in (
     Strategy("temperature", "2", "temperature sampling", TEMPERATURE, (TEMPERATURE,)),
     Strategy("top-k", "3", "top-k sampling", TOP_K, (TEMPERATURE, TOP_K, TOP_P)),
     Strategy("top-p", "4", "top-p (nucleus) sampling", TOP_P, (TEMPERATURE, TOP_K, TOP_P)),
+    Strategy("min-p", "5", "min-p sampling: tokens at least p × the top one", MIN_P,
+             (TEMPERATURE, MIN_P)),
 )})
 """Every strategy by name, in console-key order (iterating gives the names)."""
 
