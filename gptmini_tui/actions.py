@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from gptmini.events import RunState
+from gptmini.sample.strategies import KNOBS, STRATEGIES, TEMPERATURE, word_list
 
 
 class Needs(Enum):
@@ -65,6 +66,12 @@ class Action:
         return ", ".join(_KEY_TEXT.get(k, k) for k in self.keys.split(","))
 
 
+# The strategies' knobs as the keys' labels name them: "k, p or T" (temperature last: it has keys of its own).
+_SYMBOLS = list(dict.fromkeys(k.symbol for k in KNOBS if k is not TEMPERATURE))
+_KNOBS = word_list([*_SYMBOLS, TEMPERATURE.symbol])
+_KNOB_SYMBOLS = " / ".join([*_SYMBOLS, TEMPERATURE.symbol])
+_KNOB_GROUP = "/".join(_SYMBOLS)
+
 _KEY_TEXT = {"question_mark": "?", "left_square_bracket": "[", "right_square_bracket": "]", "minus": "-",
              "plus": "+", "equals_sign": "=", "slash": "/", "less_than_sign": "<", "greater_than_sign": ">"}
 
@@ -81,21 +88,16 @@ ACTIONS: tuple[Action, ...] = (
     Action("compare", "c", "Compare", "run the prompt through every strategy, one under another", "Playground",
            "Compare strategies"),
     Action("stop_generation", "x", "Stop", "stop generating", "Playground", "Stop generation"),
-    Action("strategy('greedy')", "1", "greedy", "greedy: always the most probable token", "Playground",
-           "Strategy: greedy", group="strategy"),
-    Action("strategy('temperature')", "2", "temperature", "temperature sampling", "Playground",
-           "Strategy: temperature", group="strategy"),
-    Action("strategy('top-k')", "3", "top-k", "top-k sampling", "Playground", "Strategy: top-k", group="strategy"),
-    Action("strategy('top-p')", "4", "top-p", "top-p (nucleus) sampling", "Playground", "Strategy: top-p",
-           group="strategy"),
+    *(Action(f"strategy({s.name!r})", s.key, s.name, s.help, "Playground", f"Strategy: {s.name}", group="strategy")
+      for s in STRATEGIES.values()),
     Action("temperature(-1)", "left_square_bracket", "temperature down", "temperature down", "Playground",
            "Temperature down", group="T"),
     Action("temperature(1)", "right_square_bracket", "temperature up", "temperature up", "Playground",
            "Temperature up", group="T"),
-    Action("param(-1)", "minus", "knob down (k, p or T)", "the strategy's knob down (k, p or T)", "Playground",
-           "Strategy knob down (k / p / T)", group="k/p"),
-    Action("param(1)", "plus,equals_sign", "knob up (k, p or T)", "the strategy's knob up (k, p or T)", "Playground",
-           "Strategy knob up (k / p / T)", display="+", group="k/p"),
+    Action("param(-1)", "minus", f"knob down ({_KNOBS})", f"the strategy's knob down ({_KNOBS})", "Playground",
+           f"Strategy knob down ({_KNOB_SYMBOLS})", group=_KNOB_GROUP),
+    Action("param(1)", "plus,equals_sign", f"knob up ({_KNOBS})", f"the strategy's knob up ({_KNOBS})", "Playground",
+           f"Strategy knob up ({_KNOB_SYMBOLS})", display="+", group=_KNOB_GROUP),
     Action("quit", "q", "Quit", "quit (saves unsaved progress first)", "App"),
     Action("cycle_axis", "a", "Axis", "loss plot x-axis: steps / tokens / epochs / wall time", "View",
            "Toggle loss x-axis"),

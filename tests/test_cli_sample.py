@@ -68,6 +68,13 @@ def fake_checkpoint(monkeypatch):
         (["--strategy", "top-k", "--top-k", "0"], "--top-k must be at least 1, got 0"),
         (["--strategy", "top-p", "--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["--strategy", "temperature", "--temperature", "-1"], "--temperature must be >= 0"),
+        (["--min-p", "0.1"], "--min-p has no effect with --strategy greedy; use --strategy min-p"),
+        (["--strategy", "top-k", "--top-k", "5", "--min-p", "0.1"],
+         "--min-p has no effect with --strategy top-k; use --strategy min-p"),
+        (["--strategy", "min-p", "--top-p", "0.9", "--min-p", "0.1"],
+         "--top-p has no effect with --strategy min-p; use --strategy top-p"),
+        (["--strategy", "min-p"], "--strategy min-p needs --min-p F (e.g. --min-p 0.05)"),
+        (["--strategy", "min-p", "--min-p", "0"], "--min-p must be in (0, 1] (e.g. 0.05), got 0.0"),
         (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1, got 0"),
         (["--strategy", "temperature", "--num-samples", "0"], "--num-samples must be at least 1"),
     ],
@@ -91,6 +98,21 @@ def test_compatible_combination_is_accepted():
     args = parse(["--checkpoint", "x", "--strategy", "top-p", "--top-p", "0.9", "--top-k", "50", "--seed", "3"])
     s = sample_cli.settings_from_args(args)
     assert (s.strategy, s.top_k, s.top_p, s.seed, s.temperature) == ("top-p", 50, 0.9, 3, 1.0)
+
+
+def test_help_lists_every_strategy_and_its_flag(capsys):
+    from gptmini.sample.strategies import STRATEGIES
+
+    with pytest.raises(SystemExit):
+        parse(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "{" + ",".join(STRATEGIES) + "}" in help_text
+    description = help_text.split("checkpoint with ", 1)[1].split(" sampling, streaming")[0]
+    for s in STRATEGIES.values():
+        assert s.name in description.replace(",", " ").split()
+        if s.knob is not None:
+            assert f"{s.knob.flag} {s.knob.metavar} " in help_text and f"--strategy {s.name}" in help_text
+    assert "--min-p F" in help_text and description.endswith("top-p or min-p")
 
 
 # ------------------------------------------------------------- output
@@ -133,6 +155,25 @@ def test_show_probs_prints_table_before_text(fake_checkpoint, capsys):
     filtered = [float(r.split("%")[1].split()[0]) for r in rows]
     assert sum(f > 0 for f in filtered) == 3 and abs(sum(filtered) - 100) < 0.05
     assert rest.startswith("Hi")
+
+
+def test_min_p_samples_only_tokens_near_the_top_one(fake_checkpoint, capsys):
+    model, tok, _calls = fake_checkpoint
+    argv = ["--checkpoint", "run", "--prompt", "Hi", "--show-probs", "--strategy", "min-p", "--min-p", "0.45",
+            "--temperature", "10", "--seed", "4", "--max-new-tokens", "12"]
+    assert sample_cli.run(parse(argv)) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("next-token probabilities after the prompt (min-p p=0.45 T=10 seed=4)")
+    assert "sampling: min-p p=0.45 T=10 seed=4" in err and "seed 4" in err
+    settings = SamplingSettings(strategy="min-p", min_p=0.45, temperature=10.0, seed=4, max_new_tokens=12)
+    # the table shows what the filter keeps: at T=10, every token at least 0.45 x as probable as the top one
+    head, _, text = out.partition("\n\n")
+    shown = Sampler(model, tok).next_token_distribution("Hi", settings, top_n=10)
+    scaled = [c.prob ** (1 / 10) for c in shown]
+    kept = [s >= 0.45 * max(scaled) for s in scaled]
+    rows = head.splitlines()[2:]
+    assert [float(r.split("%")[1].split()[0]) > 0 for r in rows] == kept and 0 < sum(kept) < 10
+    assert text == "Hi" + Sampler(model, tok).generate("Hi", settings) + "\n"  # seeded: the same text again
 
 
 def test_format_distribution_columns():

@@ -121,6 +121,9 @@ def stream_scripted(tok, text, **settings_kw):
         (dict(strategy="top-p"), "strategy top-p needs top_p (e.g. top_p=0.9)"),
         (dict(strategy="top-p", top_p=0.0), "top_p must be in (0, 1] (e.g. 0.9), got 0.0"),
         (dict(strategy="top-p", top_p=1.5), "top_p must be in (0, 1] (e.g. 0.9), got 1.5"),
+        (dict(strategy="min-p"), "strategy min-p needs min_p (e.g. min_p=0.05)"),
+        (dict(strategy="min-p", min_p=0.0), "min_p must be in (0, 1] (e.g. 0.05), got 0.0"),
+        (dict(strategy="min-p", min_p=float("nan")), "min_p must be a number"),
         (dict(max_new_tokens=0), "max_new_tokens must be at least 1, got 0"),
         (dict(seed=-1), "seed must be a whole number >= 0, got -1"),
         (dict(stop=""), "stop string must not be empty"),
@@ -151,6 +154,7 @@ def test_describe_labels():
     assert SamplingSettings(strategy="temperature", temperature=0.7, seed=1).describe() == "temperature T=0.7 seed=1"
     assert SamplingSettings(strategy="temperature", temperature=0).describe() == "temperature T=0 (greedy)"
     assert SamplingSettings(strategy="top-k", top_k=5, top_p=0.5).describe() == "top-k k=5 p=0.5 T=1"
+    assert SamplingSettings(strategy="min-p", min_p=0.05, temperature=0.9).describe() == "min-p p=0.05 T=0.9"
 
 
 # ---------------------------------------------------------------- filter_logits
@@ -234,6 +238,42 @@ def test_temperature_strategy_ignores_top_k_field():
     assert (out > 0).sum().item() == 20
 
 
+@pytest.mark.parametrize("p_min, kept", [(0.05, [0, 1, 2, 3, 4]), (0.125, [0, 1, 2, 3]), (0.4, [0, 1, 2]),
+                                          (0.6, [1, 2]), (0.8, [1]), (1.0, [1])])
+def test_min_p_keeps_tokens_at_least_p_min_times_the_top_one(p_min, kept):
+    probs = [0.2, 0.4, 0.3, 0.06, 0.04]  # a token survives when its probability >= p_min x 0.4
+    out = filter_logits(_logits(probs), SamplingSettings(strategy="min-p", min_p=p_min))
+    assert torch.nonzero(out).flatten().tolist() == kept
+    mass = sum(probs[i] for i in kept)
+    for i in kept:
+        assert out[i].item() == pytest.approx(probs[i] / mass, rel=1e-5)
+
+
+def test_min_p_applies_after_temperature_and_ignores_the_other_knobs():
+    logits = _logits([0.5, 0.3, 0.15, 0.05])
+    # of the top one: 1, 0.6, 0.3, 0.1 at T = 1 (min_p 0.25 keeps three); T = 0.5 squares them: 1, 0.36, 0.09, 0.01
+    at_t1 = filter_logits(logits, SamplingSettings(strategy="min-p", min_p=0.25))
+    assert torch.nonzero(at_t1).flatten().tolist() == [0, 1, 2]
+    out = filter_logits(logits, SamplingSettings(strategy="min-p", min_p=0.25, temperature=0.5, top_k=1, top_p=0.1))
+    expect = torch.zeros(4)
+    expect[[0, 1]] = torch.softmax(logits[[0, 1]] / 0.5, -1)
+    assert torch.allclose(out, expect, atol=1e-6)
+    draws = torch.multinomial(out, 2000, replacement=True, generator=torch.Generator().manual_seed(0))
+    assert set(draws.tolist()) == {0, 1}
+
+
+def test_the_registry_is_what_the_settings_read():
+    from gptmini.sample.strategies import KNOBS, STRATEGIES, owner
+
+    assert list(STRATEGIES) == ["greedy", "temperature", "top-k", "top-p", "min-p"]
+    assert [s.key for s in STRATEGIES.values()] == ["1", "2", "3", "4", "5"]
+    for knob in KNOBS:
+        assert owner(knob).knob is knob
+        assert knob.name in SamplingSettings.__dataclass_fields__, knob.name  # where its value lives
+        SamplingSettings(strategy=owner(knob).name, **{knob.name: knob.default}).validate(257)
+    assert [s.name for s in STRATEGIES.values() if not s.samples] == ["greedy"]
+
+
 def test_top_k_draws_from_fixed_logits_stay_in_top_k():
     logits = torch.randn(100, generator=torch.Generator().manual_seed(2))
     probs = filter_logits(logits, SamplingSettings(strategy="top-k", top_k=5, temperature=2.0))
@@ -294,6 +334,7 @@ def test_cached_logits_equal_full_forward(monkeypatch):
         SamplingSettings(strategy="temperature", temperature=1.0, seed=7, max_new_tokens=80),
         SamplingSettings(strategy="top-k", top_k=5, temperature=0.9, seed=8, max_new_tokens=80),
         SamplingSettings(strategy="top-p", top_p=0.8, seed=9, max_new_tokens=80),
+        SamplingSettings(strategy="min-p", min_p=0.1, temperature=1.2, seed=10, max_new_tokens=80),
     ],
 )
 def test_seeded_sampling_cached_equals_uncached(settings):

@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from gptmini.errors import GPTMiniError, SamplingError
-from gptmini.sample.settings import STRATEGIES, Candidate, SamplingSettings
+from gptmini.sample.settings import Candidate, SamplingSettings
+from gptmini.sample.strategies import KNOBS, STRATEGIES, Knob, owner, sampling_strategies, word_list
 
 DEFAULT_PROMPT = "The "
 
@@ -22,7 +23,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "sample",
         help="generate text from a checkpoint",
         description=(
-            "Generate text from a trained checkpoint with greedy, temperature, top-k or top-p "
+            f"Generate text from a trained checkpoint with {word_list(list(STRATEGIES))} "
             "sampling, streaming tokens as they are produced."
         ),
     )
@@ -34,14 +35,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "(downloaded once), or a folder with config.json + model.safetensors")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, metavar="TEXT",
                    help=f"text to continue (default: {DEFAULT_PROMPT!r}; '' starts from <|endoftext|> with gpt2)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="greedy",
+    p.add_argument("--strategy", choices=list(STRATEGIES), default="greedy",
                    help="how to pick each token (default: greedy)")
-    p.add_argument("--temperature", type=float, default=None, metavar="F",
-                   help="softmax temperature for temperature/top-k/top-p (default 1.0; 0 = greedy)")
-    p.add_argument("--top-k", type=int, default=None, metavar="N",
-                   help="keep the N most probable tokens (--strategy top-k; may be combined with top-p)")
-    p.add_argument("--top-p", type=float, default=None, metavar="F",
-                   help="nucleus: smallest set of tokens reaching probability F (--strategy top-p)")
+    for knob in KNOBS:
+        p.add_argument(knob.flag, dest=knob.name, type=int if knob.whole else float, default=None,
+                       metavar=knob.metavar, help=_knob_help(knob))
     p.add_argument("--max-new-tokens", type=int, default=200, metavar="N",
                    help="tokens to generate per sample (default: 200)")
     p.add_argument("--seed", type=int, default=None, metavar="N",
@@ -58,42 +56,41 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _knob_help(knob: Knob) -> str:
+    """``--top-k``'s help: what it does, the strategy that uses it, the others that read it too."""
+    own = owner(knob).name
+    others = [s.name for s in STRATEGIES.values() if knob in s.reads and s.name != own]
+    also = f"; also used by {word_list(others, 'and')}" if others else ""
+    return f"{knob.cli_help} (--strategy {own}{also})"
+
+
 # ----------------------------------------------------------------- option checks
 def settings_from_args(args: argparse.Namespace) -> SamplingSettings:
     """Build the settings, refusing options that would be silently ignored."""
-    strategy = args.strategy
-    if strategy == "greedy":
-        for flag, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
-                            ("--top-p", args.top_p), ("--seed", args.seed)):
-            if value is not None:
-                hint = {"--temperature": "temperature", "--top-k": "top-k", "--top-p": "top-p",
-                        "--seed": "temperature (or top-k / top-p)"}[flag]
-                raise SamplingError(f"{flag} has no effect with --strategy greedy; use --strategy {hint}")
+    strategy = STRATEGIES[args.strategy]
+    for knob in KNOBS:
+        if getattr(args, knob.name) is not None and knob not in strategy.reads:
+            raise SamplingError(f"{knob.flag} has no effect with --strategy {strategy.name}; "
+                                f"use --strategy {owner(knob).name}")
+    if not strategy.samples:
+        first, *rest = [s.name for s in sampling_strategies()]
+        if args.seed is not None:
+            raise SamplingError(f"--seed has no effect with --strategy {strategy.name}; "
+                                f"use --strategy {first} (or {' / '.join(rest)})")
         if args.num_samples > 1:
             raise SamplingError(
-                "--num-samples > 1 with --strategy greedy prints the same text every time; "
-                "use a sampling strategy (temperature, top-k or top-p)"
+                f"--num-samples > 1 with --strategy {strategy.name} prints the same text every time; "
+                f"use a sampling strategy ({word_list([first, *rest])})"
             )
-    if strategy == "temperature":
-        if args.top_k is not None:
-            raise SamplingError("--top-k has no effect with --strategy temperature; use --strategy top-k")
-        if args.top_p is not None:
-            raise SamplingError("--top-p has no effect with --strategy temperature; use --strategy top-p")
-    if strategy == "top-k" and args.top_k is None:
-        raise SamplingError("--strategy top-k needs --top-k N (e.g. --top-k 40)")
-    if strategy == "top-p" and args.top_p is None:
-        raise SamplingError("--strategy top-p needs --top-p F (e.g. --top-p 0.9)")
+    own = strategy.knob
+    if own is not None and own.optional and getattr(args, own.name) is None:
+        raise SamplingError(f"--strategy {strategy.name} needs {own.flag} {own.metavar} "
+                            f"(e.g. {own.flag} {own.example})")
     if args.num_samples < 1:
         raise SamplingError(f"--num-samples must be at least 1, got {args.num_samples}")
-    settings = SamplingSettings(
-        strategy=strategy,
-        temperature=1.0 if args.temperature is None else args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
-        stop=args.stop,
-    )
+    knobs = {k.name: getattr(args, k.name) for k in KNOBS if getattr(args, k.name) is not None}
+    settings = SamplingSettings(strategy=strategy.name, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                                stop=args.stop, **knobs)
     validate_settings(settings)
     return settings
 
@@ -104,8 +101,9 @@ def validate_settings(settings: SamplingSettings, vocab_size: int | None = None)
         settings.validate(vocab_size)
     except SamplingError as exc:
         msg = str(exc)
-        for field, flag in (("temperature", "--temperature"), ("top_k", "--top-k"), ("top_p", "--top-p"),
-                            ("max_new_tokens", "--max-new-tokens"), ("seed", "--seed"), ("stop string", "--stop")):
+        fields = [(k.name, k.flag) for k in KNOBS]
+        for field, flag in fields + [("max_new_tokens", "--max-new-tokens"), ("seed", "--seed"),
+                                     ("stop string", "--stop")]:
             if msg.startswith(field):
                 msg = flag + msg[len(field):]
                 break

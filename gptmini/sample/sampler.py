@@ -30,13 +30,10 @@ import torch
 
 from gptmini.errors import SamplingError
 from gptmini.sample.settings import STRATEGIES, Candidate, SamplingSettings
+from gptmini.sample.strategies import Space
 
 __all__ = ["STRATEGIES", "Candidate", "SamplingSettings", "Sampler", "TokenEvent", "filter_logits",
            "generate_uncached", "make_generator"]
-
-# Tokens whose cumulative probability lies within this of ``top_p`` count as
-# reaching it (float32 sums of e.g. 0.4 + 0.3 are not exactly 0.7).
-_TOP_P_TOLERANCE = 1e-6
 
 
 # ----------------------------------------------------------------- strategy math
@@ -44,10 +41,12 @@ def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Ten
     """Turn logits ``(..., vocab)`` into the probabilities the strategy samples from.
 
     Greedy (or ``T = 0``) gives a one-hot on the argmax. Otherwise: divide by
-    ``T``, keep the ``top_k`` best (exactly ``k``; ties at the boundary are
-    broken by index), softmax, keep the smallest most-probable set whose
-    cumulative probability reaches ``top_p``, renormalise. Removed tokens get
-    probability exactly 0. Returns float32 on the logits' device.
+    ``T``, then apply the keep function of each knob the strategy reads, in its
+    order (:mod:`gptmini.sample.strategies`): those on logits set removed tokens
+    to ``-inf`` before the softmax (top-k keeps exactly ``k``; ties at the
+    boundary are broken by index), those on probabilities set them to 0 after
+    it and renormalise (top-p, min-p). Removed tokens get probability exactly 0.
+    Returns float32 on the logits' device.
     """
     logits = torch.as_tensor(logits).float()
     if settings.is_greedy:
@@ -56,24 +55,22 @@ def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Ten
 
     # Subtract the max before dividing so tiny temperatures give -inf, never NaN.
     scaled = (logits - logits.amax(dim=-1, keepdim=True)) / settings.temperature
-    k = settings.effective_top_k
-    if k is not None and k < scaled.shape[-1]:
-        keep = torch.zeros_like(scaled, dtype=torch.bool)
-        keep.scatter_(-1, scaled.topk(k, dim=-1).indices, True)
-        scaled = scaled.masked_fill(~keep, float("-inf"))
-    probs = torch.softmax(scaled, dim=-1)
-
-    p = settings.effective_top_p
-    if p is not None:
-        sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
-        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-        # A token is needed while the more probable ones have not reached p.
-        keep_sorted = mass_before < p - _TOP_P_TOLERANCE
-        keep_sorted[..., 0] = True
-        keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
-        probs = probs.masked_fill(~keep, 0.0)
-        probs = probs / probs.sum(dim=-1, keepdim=True)
-    return probs
+    probs = None
+    for knob, value in settings.knob_values():
+        if knob.keep is None:
+            continue  # temperature: applied above
+        if knob.space is Space.LOGITS:  # the registry puts these before any on probabilities
+            keep = knob.keep(scaled, value)
+            if keep is not None:
+                scaled = scaled.masked_fill(~keep, float("-inf"))
+            continue
+        if probs is None:
+            probs = torch.softmax(scaled, dim=-1)
+        keep = knob.keep(probs, value)
+        if keep is not None:
+            probs = probs.masked_fill(~keep, 0.0)
+            probs = probs / probs.sum(dim=-1, keepdim=True)
+    return torch.softmax(scaled, dim=-1) if probs is None else probs
 
 
 def _pick(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None) -> int:

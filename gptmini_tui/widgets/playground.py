@@ -22,8 +22,14 @@ from textual.message import Message
 from textual.widgets import Input, Static
 
 from gptmini.errors import GPTMiniError, error_text
-from gptmini.sample.settings import STRATEGIES
+from gptmini.sample.strategies import STRATEGIES, key_span, sampling_strategies
 from gptmini_tui.settings import PlaygroundSettings
+
+
+def transcript_hint() -> str:
+    """What the empty transcript says: how to prompt, and the key of every strategy."""
+    return ("Type a prompt below (i or / to focus it, Enter to generate). "
+            f"{key_span(list(STRATEGIES.values()))} pick {' / '.join(STRATEGIES)}, c compares them all, x stops.")
 
 
 class Reply(Static):
@@ -157,11 +163,7 @@ class Playground(Vertical):
     def compose(self) -> ComposeResult:
         yield self.status
         with self.transcript:
-            yield Static(
-                "Type a prompt below (i or / to focus it, Enter to generate). "
-                "1-4 pick greedy / temperature / top-k / top-p, c compares them all, x stops.",
-                id="transcript-hint",
-            )
+            yield Static(transcript_hint(), id="transcript-hint")
         yield self.prompt_input
 
     def on_mount(self) -> None:
@@ -174,12 +176,17 @@ class Playground(Vertical):
     def step_temperature(self, direction: int) -> str | None:
         """Temperature up/down; returns a hint when the active strategy does not use it."""
         self._set(self.settings.with_temperature(direction))
-        return "greedy ignores temperature; pick 2-4 first" if self.settings.strategy == "greedy" else None
+        active = STRATEGIES[self.settings.strategy]
+        if active.samples:
+            return None
+        return f"{active.name} ignores temperature; pick {key_span(sampling_strategies())} first"
 
     def step_param(self, direction: int) -> str | None:
-        """The active strategy's knob (T, k or p) up/down; greedy has none (returns a hint)."""
-        if self.settings.strategy == "greedy":
-            return "greedy has no knob; 2 temperature, 3 top-k, 4 top-p"
+        """The active strategy's knob (T, k, p, ...) up/down; greedy has none (returns a hint)."""
+        active = STRATEGIES[self.settings.strategy]
+        if active.knob is None:
+            tuned = ", ".join(f"{s.key} {s.name}" for s in STRATEGIES.values() if s.knob is not None)
+            return f"{active.name} has no knob; {tuned}"
         self._set(self.settings.with_param(direction, self.vocab_size))
         return None
 
@@ -238,7 +245,7 @@ class Playground(Vertical):
 
     def compare(self, prompt: str) -> None:
         """The same prompt through every strategy, one reply under another."""
-        self.generate(prompt, list(STRATEGIES))
+        self.generate(prompt, list(STRATEGIES))  # every registered strategy, in key order
 
     def cancel(self) -> bool:
         """Stop the replies being generated; True if there were any."""

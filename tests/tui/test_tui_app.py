@@ -20,6 +20,7 @@ from tui_helpers import (
 )
 
 from gptmini import events as ev
+from gptmini.sample.strategies import STRATEGIES
 from gptmini_tui import actions
 from gptmini_tui.app import GPTMiniApp
 from gptmini_tui.screens import ConfirmScreen, HelpScreen, NewRunScreen
@@ -209,6 +210,28 @@ async def test_strategy_and_knob_keys_change_the_sampler_settings(tiny_config):
         await press(pilot, "escape", until=lambda: not isinstance(app.focused, Input), what="the prompt to lose focus")
 
 
+async def test_key_5_picks_min_p_and_its_knob_reaches_the_replies_and_the_distribution(tiny_config):
+    app = GPTMiniApp(tiny_config())
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main
+        pg = main.playground
+        await started(pilot, app, 3)
+        pg.prompt_input.value = "the"
+        await press(pilot, "5", until=lambda: pg.settings.strategy == "min-p", what="min-p")
+        await press(pilot, "plus", "plus", until=lambda: pg.settings.min_p == pytest.approx(0.07), what="p=0.07")
+        assert pg.settings.sampling().describe() == "min-p p=0.07 T=1"
+        await wait_until(pilot, lambda: "min-p p=0.07" in str(pg.query_one("#gen-status").render()), 30,
+                         "the status line")
+        await wait_until(pilot, lambda: main.probs.candidates and main.probs.label == "min-p p=0.07 T=1", 30,
+                         "the next-token distribution under min-p")
+        # what the view shows is the min-p filter: the survivors are the tokens >= 0.07 x the top one
+        top = max(c.prob for c in main.probs.candidates)
+        assert all((c.filtered_prob > 0) == (c.prob >= 0.07 * top) for c in main.probs.candidates)
+        await press(pilot, "i", until=lambda: isinstance(app.focused, Input), what="the prompt to get focus")
+        await press(pilot, "enter", until=lambda: replies(app) and replies(app)[-1].finished, what="a finished reply")
+        assert replies(app)[-1].reason == "done" and replies(app)[-1].label == "min-p p=0.07 T=1"
+
+
 async def test_enter_streams_a_labelled_reply_while_training_continues(tiny_config):
     # frequent evals re-trigger the debounced next-token request faster than its delay
     app = GPTMiniApp(tiny_config(eval_interval=10, eval_batches=1))
@@ -256,15 +279,18 @@ async def test_compare_runs_every_strategy_and_x_stops(tiny_config):
         pg = app.main.playground
         await started(pilot, app, 3)
         pg.prompt_input.value = "the"
-        await press(pilot, "c", until=lambda: len(replies(app)) == 4 and all(r.finished for r in replies(app)),
-                    what="four compared replies", timeout=60)
+        n = len(STRATEGIES)
+        await press(pilot, "c", until=lambda: len(replies(app)) == n and all(r.finished for r in replies(app)),
+                    what="a reply per strategy", timeout=60)
         labels = [r.label for r in replies(app)]
         assert labels[0] == "greedy" and labels[1].startswith("temperature")
         assert labels[2].startswith("top-k k=") and labels[3].startswith("top-p p=")
+        assert labels[4].startswith("min-p p=")
         # a long generation stopped with x
         pg.settings = PlaygroundSettings(strategy="temperature", max_new_tokens=100_000)
         await press(pilot, "i", until=lambda: isinstance(app.focused, Input), what="the prompt to get focus")
-        await press(pilot, "enter", "escape", until=lambda: len(replies(app)) == 5 and replies(app)[-1].n_tokens > 0,
+        await press(pilot, "enter", "escape",
+                    until=lambda: len(replies(app)) == n + 1 and replies(app)[-1].n_tokens > 0,
                     what="tokens of the long reply")
         await press(pilot, "x", until=lambda: replies(app)[-1].finished, what="the stopped reply")
         assert replies(app)[-1].reason == "stopped"

@@ -110,6 +110,59 @@ def test_playground_settings_map_to_sampling_settings():
         s.sampling(strategy).validate(65)
 
 
+def test_min_p_knob_steps_inside_its_range():
+    s = PlaygroundSettings().with_strategy("min-p")
+    assert s.sampling().describe() == "min-p p=0.05 T=1" and s.sampling().top_k is None
+    assert s.with_param(+1).min_p == pytest.approx(0.06) and s.with_param(-1).min_p == pytest.approx(0.04)
+    low, high = s, s
+    for _ in range(200):
+        low, high = low.with_param(-1), high.with_param(+1)
+    assert low.min_p == pytest.approx(0.01) and high.min_p == 1.0
+    low.sampling().validate(65)
+    high.sampling().validate(65)
+    assert s.with_temperature(+1).sampling().describe() == "min-p p=0.05 T=1.1"
+
+
+async def test_every_strategy_has_its_key_help_row_palette_title_and_hint():
+    """A strategy added to the registry shows up everywhere the console lists strategies."""
+    from rich.console import Console
+    from textual.app import App
+
+    from gptmini.sample.strategies import STRATEGIES, key_span
+    from gptmini_tui.actions import ACTIONS, help_sections
+    from gptmini_tui.screens.help import HelpScreen
+
+    by_action = {a.action: a for a in ACTIONS}
+    console = Console(width=200, record=True)
+    console.print(HelpScreen(help_sections())._table())
+    help_text = console.export_text()
+
+    class JustThePlayground(App):
+        def compose(self):
+            yield Playground()
+
+    app = JustThePlayground()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        hint = str(app.query_one("#transcript-hint").render())
+        for s in STRATEGIES.values():
+            a = by_action[f"strategy({s.name!r})"]
+            assert (a.keys, a.label, a.description, a.command) == (s.key, s.name, s.help, f"Strategy: {s.name}")
+            assert any(line.split() == [s.key, *s.help.split()] for line in help_text.splitlines()), s.name
+            assert s.name in hint.split(" pick ")[1].split(",")[0].split(" / "), s.name
+        assert f"{key_span(list(STRATEGIES.values()))} pick" in hint
+        # each one's own knob is the one the knob keys turn (greedy has none and says so)
+        playground = app.query_one(Playground)
+        for s in STRATEGIES.values():
+            playground.set_strategy(s.name)
+            before = playground.settings
+            hint = playground.step_param(+1)
+            if s.knob is None:
+                assert hint == "greedy has no knob; 2 temperature, 3 top-k, 4 top-p, 5 min-p"
+            else:
+                assert hint is None and getattr(playground.settings, s.knob.name) != getattr(before, s.knob.name)
+
+
 def test_formatting_helpers():
     assert fmt.human_count(1_234_567) == "1.23M" and fmt.human_count(999) == "999"
     assert fmt.human_bytes(1536) == "1.5 KB" and fmt.human_bytes(12) == "12 B" and fmt.epochs(1.5) == "1.50"
