@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from gptmini.data.prompts import PROMPT_STYLES
 from gptmini.errors import ConfigError
 from gptmini.presets import (
     PRESET_DEFAULTS,
@@ -29,9 +30,8 @@ from gptmini.presets import (
     preset_default,
     shown,
 )
-from gptmini.text.corpus import CORPUS_NAMES, EMBEDDED_CORPUS
-from gptmini.data.prompts import PROMPT_STYLES
 from gptmini.tasks import TASKS  # names only: no torch
+from gptmini.text.corpus import CORPUS_NAMES, EMBEDDED_CORPUS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")

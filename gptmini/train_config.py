@@ -65,6 +65,9 @@ class TrainConfig(OptionFields):
             raise ConfigError(f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        if self.lora_rank is not None and self.optimizer == "muon":
+            raise ConfigError("--optimizer muon orthogonalises whole weight matrices; LoRA trains low-rank "
+                              "adapters of frozen ones: use --optimizer adamw with --lora-rank")
         for opt in OPTIONS:  # a task's own options, set for another task, would be ignored: say so
             if opt.tasks and self.task not in opt.tasks and getattr(self, opt.name) != opt.default:
                 raise ConfigError(f"{opt.flag} applies to --task {' or '.join(opt.tasks)}; this run is --task "

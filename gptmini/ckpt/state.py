@@ -17,12 +17,15 @@ from gptmini.ckpt.optim_state import flatten_optimizer_state
 from gptmini.ckpt.store import Checkpoint, load_checkpoint
 from gptmini.errors import CheckpointError
 from gptmini.model.config import ModelConfig
+from gptmini.model.lora import LoRAConfig, apply_lora, is_adapter
 
 
-def live_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def live_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               adapters_only: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """What a save copies: the live model and optimizer tensors (no copies), prefixed ``model.`` /
-    ``optim.``, and the optimizer's JSON-able metadata."""
-    sources = {f"model.{k}": v for k, v in model.state_dict().items()}
+    ``optim.``, and the optimizer's JSON-able metadata. ``adapters_only``: of the model, its LoRA adapters
+    alone (the frozen base is a file of its own, named in the manifest by its sha256)."""
+    sources = {f"model.{k}": v for k, v in model.state_dict().items() if not adapters_only or is_adapter(k)}
     opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
     sources.update({f"optim.{k}": v for k, v in opt_tensors.items()})
     return sources, opt_meta
@@ -42,9 +45,11 @@ def check_model_config(saved: dict[str, Any], current: ModelConfig, where: Path)
         raise CheckpointError(f"{where} does not fit this model: " + "; ".join(diffs))
 
 
-def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
-    """Strict load with a clear message instead of PyTorch's long error."""
-    own = model.state_dict()
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path,
+                     adapters_only: bool = False) -> None:
+    """Strict load with a clear message instead of PyTorch's long error (``adapters_only``: exactly the model's
+    LoRA adapters, onto its base weights)."""
+    own = {k: v for k, v in model.state_dict().items() if not adapters_only or is_adapter(k)}
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
     if missing or extra:
@@ -55,7 +60,7 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], whe
     for k, v in state.items():
         if own[k].shape != v.shape:
             raise CheckpointError(f"{where}: {k} has shape {tuple(v.shape)}, the model needs {tuple(own[k].shape)}")
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=not adapters_only)
 
 
 # ------------------------------------------------------- training state in/out
@@ -84,7 +89,8 @@ class ResumePoint:
 def training_manifest(point: ResumePoint, *, model_config: ModelConfig, tokenizer: Any, train_config: dict[str, Any],
                       optimizer_meta: dict[str, Any], scaler_state: dict[str, Any] | None,
                       schedule: dict[str, Any], corpus: str, n_params: int, data_seed: int,
-                      task: dict[str, Any]) -> dict[str, Any]:
+                      task: dict[str, Any], lora: dict[str, Any] | None = None,
+                      base: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything a checkpoint records besides its tensors (``save_checkpoint`` adds files, step, times)."""
     version, internal, gauss = random.getstate()
     return {
@@ -104,6 +110,8 @@ def training_manifest(point: ResumePoint, *, model_config: ModelConfig, tokenize
         "n_params": n_params,
         "corpus": corpus,
         "task": task,  # what the run trains for (``Task.describe()``); checkpoints before tasks: pre-training
+        "lora": lora,  # the adapters' rank, alpha and targets (None: no LoRA)
+        "base": base,  # the weights file the adapters sit on (``InitWeights.describe()``); None: all saved here
     }
 
 
@@ -120,7 +128,8 @@ def apply_training_state(ckpt: Checkpoint, *, model: torch.nn.Module, optimizer:
                          steps_per_epoch: int) -> ResumePoint:
     """Put a checkpoint's weights, optimizer, scaler and RNG states into a live run; returns its position."""
     check_model_config(ckpt.manifest["model_config"], model_config, ckpt.path)
-    load_model_state(model, {k: v.to(device) for k, v in ckpt.model.items()}, ckpt.path)
+    load_model_state(model, {k: v.to(device) for k, v in ckpt.model.items()}, ckpt.path,
+                     adapters_only=ckpt.manifest.get("base") is not None)
     opt = ckpt.optimizer
     if opt is None:
         raise CheckpointError(f"{ckpt.path} holds no optimizer state; it cannot be resumed (only sampled)")
@@ -164,7 +173,14 @@ def load_for_inference(path: str | Path, device: str = "cpu"):
     with torch.device("meta"):
         model = GPT(cfg)
     model = model.to_empty(device="cpu")
-    load_model_state(model, ckpt.model, ckpt.path)
+    base = ckpt.manifest.get("base")
+    if base is not None:  # a LoRA checkpoint holds its adapters; the base weights are a file of their own
+        from gptmini.interop.init import open_base
+
+        model.load_state_dict(open_base(base, ckpt.path).state(cfg))
+    if ckpt.manifest.get("lora"):
+        apply_lora(model, LoRAConfig(**ckpt.manifest["lora"]))
+    load_model_state(model, ckpt.model, ckpt.path, adapters_only=base is not None)
     model = model.to(device).eval()
     tokenizer = tokenizer_from_description(ckpt.manifest["tokenizer"])
     return model, tokenizer, ckpt.manifest

@@ -13,7 +13,14 @@ from typing import Any
 
 from gptmini.errors import GPTMiniError, SamplingError
 from gptmini.sample.settings import Candidate, SamplingSettings
-from gptmini.sample.strategies import KNOBS, STRATEGIES, Knob, owner, sampling_strategies, word_list
+from gptmini.sample.strategies import (
+    KNOBS,
+    STRATEGIES,
+    Knob,
+    owner,
+    sampling_strategies,
+    word_list,
+)
 
 DEFAULT_PROMPT = "The "
 

@@ -64,7 +64,7 @@ class InitWeights:
 
     def describe(self) -> dict[str, Any]:
         """What ``config.json`` and each checkpoint of the run record of it."""
-        return {"from": self.spec, "kind": self.kind, "folder": str(self.folder), "sha256": self.sha256}
+        return {"from": self.spec, "kind": self.kind, "folder": str(self.folder.resolve()), "sha256": self.sha256}
 
 
 def is_gptmini_folder(path: Path) -> bool:
@@ -112,3 +112,19 @@ def init_model_config(cfg, vocab_size: int, init: InitWeights) -> ModelConfig:
         raise ConfigError(f"--context {cfg.context} is longer than the {base.context_length} positions of "
                           f"--init-from {init.spec}")
     return base.with_overrides(context_length=cfg.context, dropout=cfg.dropout if cfg.dropout is not None else 0.0)
+
+
+def open_base(described: dict[str, Any], where: Path) -> InitWeights:
+    """The base weights a LoRA checkpoint at ``where`` names (``InitWeights.describe()``), checked by sha256."""
+    folder = Path(described["folder"])
+    spec = str(folder) if folder.is_dir() else described["from"]
+    try:
+        init = open_init(spec)
+    except (ConfigError, CheckpointError) as exc:
+        raise CheckpointError(f"{where} holds LoRA adapters for the base model {described['from']}, which cannot "
+                              f"be opened: {exc}") from None
+    init.spec = described["from"]  # what the user named, kept through resumes
+    if init.sha256 != described["sha256"]:
+        raise CheckpointError(f"{where} holds LoRA adapters for {described['from']} with sha256 "
+                              f"{described['sha256'][:12]}; the one found has {init.sha256[:12]} (a different model)")
+    return init

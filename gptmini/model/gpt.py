@@ -124,6 +124,7 @@ class GPT(nn.Module):
         # With tied weights the head *is* wte.weight (no second parameter, so
         # state dicts hold each tensor once and safetensors can store them).
         self.lm_head = None if cfg.tie_weights else nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
+        self.head_lora: nn.Module | None = None  # a LoRA adapter on the output head (model.lora.apply_lora)
         self.apply(self._init_weights)
         for emb in (self.wte, self.wpe):
             nn.init.normal_(emb.weight, mean=0.0, std=cfg.emb_init_std)
@@ -179,28 +180,32 @@ class GPT(nn.Module):
         return self.head(x)[..., : self.config.vocab_size], None
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.wte.weight) if self.lm_head is None else self.lm_head(x)
+        w = self.wte.weight if self.lm_head is None else self.lm_head.weight
+        return self._with_head_lora(F.linear(x, w), x)
+
+    def _with_head_lora(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return logits if self.head_lora is None else logits + self.head_lora(x).to(logits.dtype)
 
     def loss_from_hidden(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over the tokenizer's vocabulary; padding rows get no probability, no gradient."""
         V, Vp = self.config.vocab_size, self.config.padded_vocab_size
         w = self.wte.weight if self.lm_head is None else self.lm_head.weight
         if Vp == V:
-            logits = F.linear(x, w)
+            logits = self._with_head_lora(F.linear(x, w), x)
         elif x.device.type == "cuda" or torch.compiler.is_compiling():
             # Padding columns get a -inf bias, added in the matmul's epilogue (measured faster on an H200
             # than a separate mask pass): probability 0, gradient 0, loss exactly over the real vocab.
             # (Compiled graphs always take this path: the in-place fill below is eager-only.)
             bias = torch.zeros(Vp, device=x.device, dtype=x.dtype)
             bias = bias.masked_fill(torch.arange(Vp, device=x.device) >= V, float("-inf"))
-            logits = F.linear(x, w, bias)
+            logits = self._with_head_lora(F.linear(x, w, bias), x)
         else:
             # On the CPU the bias is a full copy of the logits before the matmul. Instead the padding
             # columns are set to -inf in place after it (a 512 x 47 strided fill, outside autograd): their
             # softmax probability is exactly 0, so the gradient log_softmax sends back through them is
             # exactly 0 too -- the same math as the bias, without the copy. (Slicing the weight to V rows
             # instead makes the matmul's output rows unaligned: measured ~1.5x slower.)
-            logits = F.linear(x, w)
+            logits = self._with_head_lora(F.linear(x, w), x)
             with torch.no_grad():
                 logits[..., V:] = float("-inf")
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
@@ -212,6 +217,8 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         pad_rows = cfg.padded_vocab_size - cfg.vocab_size
         n -= pad_rows * cfg.d_model * (1 if cfg.tie_weights else 2)
+        if self.head_lora is not None:  # its padding columns too
+            n -= pad_rows * self.head_lora.lora_B.shape[1]
         if non_embedding:
             n -= self.wpe.weight.numel()
         return n

@@ -47,10 +47,11 @@ from gptmini.errors import (
     TokenizerError,
 )
 from gptmini.events import RunState
-from gptmini.interop.init import InitWeights, open_init
+from gptmini.interop.init import InitWeights, open_base, open_init
 from gptmini.metrics import MetricsWriter
 from gptmini.model.config import ModelConfig
 from gptmini.model.gpt import GPT
+from gptmini.model.lora import LoRAConfig, apply_lora, count_trainable, merged_state
 from gptmini.paths import check_run_paths
 from gptmini.tasks import build_task
 from gptmini.tasks.base import Task
@@ -89,11 +90,13 @@ class ModelSnapshot:
 
 
 def snapshot_of(model: GPT, model_config: ModelConfig, tokenizer: Any, step: int) -> ModelSnapshot:
-    """An independent eval-mode copy of ``model``'s weights (built on the meta device: no second init)."""
+    """An independent eval-mode copy of ``model``'s weights (built on the meta device: no second init), with
+    any LoRA adapters folded in."""
+    state, untied = merged_state(model)
     with torch.device("meta"):
-        copy = GPT(model_config)
+        copy = GPT(model_config.with_overrides(tie_weights=False) if untied else model_config)
     copy = copy.to_empty(device=next(model.parameters()).device)
-    copy.load_state_dict(model.state_dict())
+    copy.load_state_dict(state)
     copy.eval().requires_grad_(False)
     return ModelSnapshot(model=copy, tokenizer=tokenizer, step=step)
 
@@ -209,6 +212,17 @@ class Trainer:
         return self._reporter.last_loss if self._reporter is not None else None
 
     @property
+    def lora(self) -> LoRAConfig | None:
+        """The adapters the run trains (``--lora-rank``), or None: every weight trains."""
+        cfg = self.config
+        return LoRAConfig(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets) if cfg.lora_rank else None
+
+    @property
+    def adapters_only(self) -> bool:
+        """Checkpoints hold the adapters alone: the frozen base weights are the file ``--init-from`` named."""
+        return self.lora is not None and self.init is not None
+
+    @property
     def tokens_seen(self) -> int:
         """Target tokens trained on so far (padding and ignored targets not counted), as last reported."""
         return self._reporter.tokens_seen if self._reporter is not None else 0
@@ -296,7 +310,10 @@ class Trainer:
             self.changed = resume_changes(self.config, resume.manifest)
             self.config = resume_config(self.config, resume.manifest)
         cfg = self.config
-        if cfg.init_from and resume is None:  # fetched first: an offline download fails before any work
+        base = resume.manifest.get("base") if resume is not None else None
+        if base is not None:  # a LoRA run's adapters sit on these weights
+            self.init = open_base(base, resume.path)
+        elif cfg.init_from and resume is None:  # fetched first: an offline download fails before any work
             self.init = open_init(cfg.init_from)
         self.ranks = init_distributed(cfg.device)
         self.run_dir = run_dir_for(cfg, resume)
@@ -328,6 +345,8 @@ class Trainer:
         self.model = model = GPT(model_cfg).to(device)
         if init is not None:
             model.load_state_dict({k: v.to(device) for k, v in init.state(model_cfg).items()})
+        if self.lora is not None:
+            apply_lora(model, self.lora)
         self.plan = plan = plan_run(cfg, batches_per_epoch=self.batches.batches_per_epoch, device_type=device.type)
         self.optimizer = make_optimizer(model, plan.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                         device_type=device.type, kind=plan.optimizer)
@@ -362,7 +381,7 @@ class Trainer:
         data = self.task.summary
         self._emit(ev.RunStarted(
             run_name=self.run_name, run_dir=str(self.run_dir), model_config=self.model_config.to_dict(),
-            n_params=self.model.num_params(), corpus=data.name, corpus_bytes=data.n_bytes,
+            n_params=self.model.num_params(), trainable_params=count_trainable(self.model), corpus=data.name, corpus_bytes=data.n_bytes,
             train_tokens=data.train_tokens, val_tokens=data.val_tokens, task=self.task.name,
             tokenizer=self.tokenizer.name, vocab_size=self.tokenizer.vocab_size,
             device=device_name(self.device), dtype=self.precision.dtype_name, batch_size=cfg.batch_size,
@@ -499,7 +518,7 @@ class Trainer:
         """Once the optimizer state exists, let the writer map a staging buffer set ahead of the first save."""
         self._prefault_sent = True
         if self.ranks.is_main:
-            self._saves.prefault(live_state(self.model, self.optimizer)[0])
+            self._saves.prefault(live_state(self.model, self.optimizer, self.adapters_only)[0])
 
     def _save(self, reason: str, best: bool = False) -> Path | None:
         """Copy the state to host memory now; write it on the writer thread."""
@@ -508,12 +527,13 @@ class Trainer:
         if not self.ranks.is_main:
             return None
         t0 = time.perf_counter()
-        sources, opt_meta = live_state(self.model, self.optimizer)
+        sources, opt_meta = live_state(self.model, self.optimizer, self.adapters_only)
         manifest = training_manifest(
             self._position(), model_config=self.model_config, tokenizer=self.tokenizer,
             train_config={**self.config.to_dict(), "optimizer": self.plan.optimizer}, optimizer_meta=opt_meta,
             scaler_state=self.scaler.state_dict(), schedule=self.plan.schedule(), corpus=self.task.summary.name,
-            task=self.task.describe(),
+            task=self.task.describe(), lora=self.lora.to_dict() if self.lora else None,
+            base=self.init.describe() if self.adapters_only else None,
             n_params=self.model.num_params(), data_seed=self.config.seed)
         path = self._saves.submit(sources, rng_tensors(self.device), run_dir=self.run_dir, step=self.step,
                                   manifest=manifest, best=best, keep_last=self.config.keep_last, reason=reason,

@@ -64,9 +64,12 @@ def default_lr(cfg: TrainConfig) -> float:
     return preset_default("lr", cfg.preset, task=cfg.task, d_model=cfg.d_model).value
 
 
-def default_optimizer(optimizer: str | None, preset: str, task: str = "pretrain") -> str:
-    """``--optimizer``, else the task's or the preset's recipe, else the general one (AdamW)."""
-    return optimizer or preset_default("optimizer", preset, task=task).value
+def default_optimizer(cfg: TrainConfig) -> str:
+    """``--optimizer``, else AdamW for LoRA's adapters, else the task's or the preset's recipe, else the general
+    one (AdamW)."""
+    if cfg.optimizer or cfg.lora_rank:
+        return cfg.optimizer or "adamw"
+    return preset_default("optimizer", cfg.preset, task=cfg.task).value
 
 
 def default_warmup(cfg: TrainConfig, total_steps: int) -> int:
@@ -95,7 +98,7 @@ def plan_run(cfg: TrainConfig, *, batches_per_epoch: int, device_type: str) -> R
         n_epochs=math.ceil(total_steps / steps_per_epoch),
         log_interval=cfg.log_interval or (1 if device_type == "cpu" else 10),
         compile=cfg.compile if cfg.compile is not None else device_type == "cuda",
-        optimizer=default_optimizer(cfg.optimizer, cfg.preset, cfg.task),
+        optimizer=default_optimizer(cfg),
         eval_interval=cfg.eval_interval,
         save_interval=cfg.save_interval,
     )

@@ -41,7 +41,7 @@ def run_model_config(cfg: TrainConfig, vocab_size: int, resume: Checkpoint | Non
                      init: InitWeights | None = None) -> ModelConfig:
     """The model a run builds: on resume the checkpoint's (dims flags given explicitly must match it),
     the shape of the model ``--init-from`` names (``init``), else the preset's with the dims flags."""
-    if init is not None:
+    if init is not None and resume is None:
         return init_model_config(cfg, vocab_size, init)
     saved = dict(resume.manifest["model_config"]) if resume is not None else None
     model_cfg = model_config_for(cfg, vocab_size, saved)
