@@ -11,8 +11,9 @@ import torch
 
 from gptmini import events as ev
 from gptmini.data.batch import IGNORE_INDEX
-from gptmini.data.instructions import Example, collate, read_records, split_indices
+from gptmini.data.instructions import SPLIT_FRACTIONS, Example, collate, read_records
 from gptmini.data.prompts import PROMPT_STYLES
+from gptmini.data.splits import shares
 from gptmini.errors import ConfigError, CorpusError
 from gptmini.train.engine import Trainer
 from gptmini.train_config import TrainConfig
@@ -65,10 +66,10 @@ def test_bad_instruction_data_is_one_line_naming_the_place(tmp_path, content, sa
 
 
 def test_the_split_is_85_10_5_by_the_seed():
-    split = split_indices(1100, seed=3)
+    split = shares(1100, 3, SPLIT_FRACTIONS)
     assert [len(split[k]) for k in ("train", "test", "val")] == [935, 110, 55]  # the book's sizes
     assert sorted(split["train"] + split["test"] + split["val"]) == list(range(1100))
-    assert split == split_indices(1100, seed=3) and split != split_indices(1100, seed=4)
+    assert split == shares(1100, 3, SPLIT_FRACTIONS) and split != shares(1100, 4, SPLIT_FRACTIONS)
 
 
 # ------------------------------------------------------------------ batches as the book makes them

@@ -13,7 +13,6 @@ it is ``IGNORE_INDEX``, and with ``mask_prompt`` so are the targets inside the p
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ if TYPE_CHECKING:
 
     from gptmini.text.tokenizer import Tokenizer
 
-SPLIT_FRACTIONS = (0.85, 0.10)  # train, test; the rest is validation (the book's 935 / 110 / 55 of 1,100)
+# train, test, and the rest validation: the book's 935 / 110 / 55 of 1,100 (data.splits)
+SPLIT_FRACTIONS: dict[str, float | None] = {"train": 0.85, "test": 0.10, "val": None}
 
 
 @dataclass(frozen=True)
@@ -106,21 +106,6 @@ def _record(path: Path, index: int, line: int | None, item: Any) -> Record:
     if "prompt" in fields:
         return Record(item["prompt"], "", item["completion"], item)
     return Record(item["instruction"], item.get("input") or "", item["output"], item)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(Path(path).expanduser(), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def split_indices(n: int, seed: int) -> dict[str, list[int]]:
-    """Record indices of the train, test and validation splits: 85 / 10 / 5 % of a permutation by ``seed``."""
-    order = np.random.default_rng(seed).permutation(n).tolist()
-    n_train, n_test = int(n * SPLIT_FRACTIONS[0]), int(n * SPLIT_FRACTIONS[1])
-    return {"train": order[:n_train], "test": order[n_train:n_train + n_test], "val": order[n_train + n_test:]}
 
 
 # -- examples and batches --------------------------------------------------------------

@@ -26,6 +26,7 @@ class ModelConfig:
     tie_weights: bool = True  # LM head shares the token embedding matrix
     pad_vocab_multiple: int = 64
     emb_init_std: float = 0.02  # GPT-2's; Raschka's book keeps PyTorch's N(0, 1) embeddings
+    n_classes: int = 0  # a classifier's labels: its head scores them instead of the vocabulary (0: a language model)
 
     def __post_init__(self) -> None:
         validate_model_config(self)
@@ -33,6 +34,11 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def n_outputs(self) -> int:
+        """What the head scores: the classifier's labels, else the tokenizer's vocabulary."""
+        return self.n_classes or self.vocab_size
 
     @property
     def padded_vocab_size(self) -> int:
@@ -88,6 +94,8 @@ def validate_model_config(cfg: ModelConfig) -> None:
         raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
     if not isinstance(cfg.emb_init_std, (int, float)) or isinstance(cfg.emb_init_std, bool) or cfg.emb_init_std <= 0:
         raise ValueError(f"emb_init_std must be a positive number, got {cfg.emb_init_std!r}")
+    if isinstance(cfg.n_classes, bool) or not isinstance(cfg.n_classes, int) or cfg.n_classes < 0:
+        raise ValueError(f"n_classes must be a whole number >= 0, got {cfg.n_classes!r}")
     for name in ("bias", "qkv_bias", "tie_weights"):
         if not isinstance(getattr(cfg, name), bool):
             raise ValueError(f"{name} must be true or false, got {getattr(cfg, name)!r}")

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gptmini.data.batch import IGNORE_INDEX
 from gptmini.model.config import ModelConfig
 
 
@@ -123,7 +124,11 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
         # With tied weights the head *is* wte.weight (no second parameter, so
         # state dicts hold each tensor once and safetensors can store them).
-        self.lm_head = None if cfg.tie_weights else nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
+        self.lm_head = (None if cfg.tie_weights or cfg.n_classes
+                        else nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False))
+        # A classifier (the book's chapter 6) scores its labels instead of the vocabulary (no bias, as
+        # transformers' GPT2ForSequenceClassification).
+        self.score = nn.Linear(cfg.d_model, cfg.n_classes, bias=False) if cfg.n_classes else None
         self.head_lora: nn.Module | None = None  # a LoRA adapter on the output head (model.lora.apply_lora)
         self.apply(self._init_weights)
         for emb in (self.wte, self.wpe):
@@ -156,7 +161,7 @@ class GPT(nn.Module):
         * ``cache`` given: positions continue from ``cache.pos`` and the cache
           is extended with this chunk's keys and values.
         * ``last_only``: logits only for the last position (generation).
-        Inference logits cover the tokenizer's vocabulary only (no padding).
+        Inference logits cover the tokenizer's vocabulary only (no padding), or a classifier's labels.
         """
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
@@ -177,9 +182,11 @@ class GPT(nn.Module):
             return None, self.loss_from_hidden(x, targets)
         if last_only:
             x = x[:, -1:, :]
-        return self.head(x)[..., : self.config.vocab_size], None
+        return self.head(x)[..., : self.config.n_outputs], None
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
+        if self.score is not None:
+            return self.score(x)
         w = self.wte.weight if self.lm_head is None else self.lm_head.weight
         return self._with_head_lora(F.linear(x, w), x)
 
@@ -187,7 +194,12 @@ class GPT(nn.Module):
         return logits if self.head_lora is None else logits + self.head_lora(x).to(logits.dtype)
 
     def loss_from_hidden(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over the tokenizer's vocabulary; padding rows get no probability, no gradient."""
+        """Mean cross-entropy over the targets that are not ``IGNORE_INDEX``, over the tokenizer's vocabulary
+        (padding rows get no probability, no gradient) or a classifier's labels."""
+        if self.score is not None:
+            logits = self.score(x)
+            return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
+                                   ignore_index=IGNORE_INDEX)
         V, Vp = self.config.vocab_size, self.config.padded_vocab_size
         w = self.wte.weight if self.lm_head is None else self.lm_head.weight
         if Vp == V:
@@ -208,7 +220,8 @@ class GPT(nn.Module):
             logits = self._with_head_lora(F.linear(x, w), x)
             with torch.no_grad():
                 logits[..., V:] = float("-inf")
-        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=IGNORE_INDEX)
 
     # ------------------------------------------------------------------ helpers
     def num_params(self, non_embedding: bool = False) -> int:
@@ -216,7 +229,7 @@ class GPT(nn.Module):
         cfg = self.config
         n = sum(p.numel() for p in self.parameters())
         pad_rows = cfg.padded_vocab_size - cfg.vocab_size
-        n -= pad_rows * cfg.d_model * (1 if cfg.tie_weights else 2)
+        n -= pad_rows * cfg.d_model * (1 if self.lm_head is None else 2)
         if self.head_lora is not None:  # its padding columns too
             n -= pad_rows * self.head_lora.lora_B.shape[1]
         if non_embedding:

@@ -105,7 +105,7 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig) -> nn.Module:
         parent, _, child = name.rpartition(".")
         holder = model.get_submodule(parent)
         setattr(holder, child, LoRALinear(getattr(holder, child), cfg.rank, cfg.alpha, splits))
-    if cfg.targets == "all":
+    if cfg.targets == "all" and model.score is None:  # a classifier's new head trains whole (the task's choice)
         head = model.wte.weight if model.lm_head is None else model.lm_head.weight
         model.head_lora = LoRADelta(model.config.d_model, head.shape[0], cfg.rank, cfg.alpha, head.device)
     return model

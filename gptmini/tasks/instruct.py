@@ -10,8 +10,6 @@ validation instructions, shown beside their reference answers.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,19 +18,25 @@ import torch
 from gptmini import events as ev
 from gptmini.data.batch import Batch
 from gptmini.data.instructions import (
+    SPLIT_FRACTIONS,
     Example,
     ExampleBatches,
     Record,
     collate,
     end_marker,
-    file_sha256,
     fit_to_context,
     read_records,
-    split_indices,
     tokenize_examples,
 )
 from gptmini.data.named import fetch_named_data
 from gptmini.data.prompts import DEFAULT_STYLE, PROMPT_STYLES, PromptStyle, prompt_style
+from gptmini.data.splits import (
+    SPLIT_FILE,
+    check_split,
+    make_split,
+    read_split,
+    split_digest,
+)
 from gptmini.errors import ConfigError, CorpusError, GPTMiniError
 from gptmini.tasks.base import DataSummary, Emit, EvalResult, Task, mean_loss
 from gptmini.text.corpus import DOC_SEPARATOR
@@ -42,7 +46,6 @@ if TYPE_CHECKING:
     from gptmini.train.device import DeviceChoice
     from gptmini.train_config import TrainConfig
 
-SPLIT_FILE = "split.json"
 SAMPLE_EXAMPLES = 3  # validation examples answered after each evaluation
 
 
@@ -66,9 +69,10 @@ class InstructTask(Task):
         self._emit = emit
         paths = {"train": data_path(cfg.data), "val": cfg.val_data, "test": cfg.test_data}
         records = {name: read_records(p) if p else None for name, p in paths.items()}
-        saved = _read_split(resume_dir) if resume_dir is not None else None
-        self.split = saved or _make_split(paths, records, cfg.seed)
-        self._check_split(paths)
+        saved = read_split(resume_dir) if resume_dir is not None else None
+        self.split = saved or make_split(paths, {k: len(v) for k, v in records.items() if v is not None}, cfg.seed,
+                                         SPLIT_FRACTIONS)
+        check_split(self.split, paths)
         for name in ("train", "val", "test"):
             part = self.split[name]
             source = records[name] if part["file"] != "train" else records["train"]
@@ -89,15 +93,6 @@ class InstructTask(Task):
             val_tokens=sum(len(e.ids) for e in self.examples["val"]),
             extra={"template": self.style.name, **{f"{k}_examples": len(v) for k, v in self.examples.items()}})
         return tok
-
-    def _check_split(self, paths: dict[str, str | None]) -> None:
-        """A resumed run's split must still describe the files it was made from."""
-        for name in ("train", "val", "test"):
-            part = self.split[name]
-            path = paths["train"] if part["file"] == "train" else paths[name]
-            if path is None or file_sha256(path) != part["sha256"]:
-                raise CorpusError(f"{SPLIT_FILE} of the run names {part['path']} (sha256 {part['sha256'][:12]}), "
-                                  f"which is not the data given now; resume with the same data")
 
     def run_files(self) -> dict[str, Any]:
         return {SPLIT_FILE: self.split}
@@ -151,7 +146,7 @@ class InstructTask(Task):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "template": self.style.name, "mask_prompt": bool(self.config.mask_prompt),
-                "split_sha256": hashlib.sha256(json.dumps(self.split, sort_keys=True).encode()).hexdigest()}
+                "split_sha256": split_digest(self.split)}
 
     @property
     def sample_prompt(self) -> str | None:
@@ -183,31 +178,6 @@ def data_path(data: list[str] | None) -> str:
                               f"{spec}; pre-train on text with --task pretrain")
         return str(Path(spec).expanduser())
     return str(fetch_named_data(spec, kind="instructions"))
-
-
-def _make_split(paths: dict[str, str | None], records: dict[str, list[Record] | None], seed: int) -> dict[str, Any]:
-    """Which records train, validate and test: given files, or 85 / 10 / 5 % of ``--data`` by ``seed``."""
-    n = len(records["train"])
-    own = split_indices(n, seed) if paths["val"] is None else {"train": list(range(n)), "val": [], "test": []}
-    split: dict[str, Any] = {"seed": seed}
-    for name in ("train", "val", "test"):
-        if name != "train" and paths[name] is not None:  # a file of its own
-            split[name] = {"file": name, "path": paths[name], "sha256": file_sha256(paths[name]),
-                           "indices": list(range(len(records[name])))}
-        else:  # records of --data
-            split[name] = {"file": "train", "path": paths["train"], "sha256": file_sha256(paths["train"]),
-                           "indices": own[name]}
-    return split
-
-
-def _read_split(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / SPLIT_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CorpusError(f"{path} is not readable JSON ({exc})") from None
 
 
 def _tokenizer_for(wanted: Tokenizer | str, records: dict[str, list[Record]], style: PromptStyle) -> Tokenizer:
