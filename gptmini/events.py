@@ -235,6 +235,7 @@ class Finished(Event):
     val_loss: float | None
     elapsed_s: float
     tokens_seen: int
+    metrics: dict = field(default_factory=dict)  # the task's measures of the finished model ({"test_accuracy": ...})
     time: float = field(default_factory=_now)
 
 

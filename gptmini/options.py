@@ -83,21 +83,35 @@ OPTIONS: tuple[Option, ...] = (
          default="pretrain"),
     _opt("data", "paths", "data", "pretrain: text files, folders (.txt/.md inside) or globs; instruct: one .json/"
                                   ".jsonl file of instruction/input/output or prompt/completion records, or "
-                                  "instruction-data (the book's, downloaded once)", "PATH",
+                                  "instruction-data (the book's, downloaded once); classify: one .csv/.tsv/.jsonl of "
+                                  "texts and labels, or sms-spam", "PATH",
          unset=f"the named corpus, else the embedded {EMBEDDED_CORPUS}"),
     _opt("corpus", "text", "data", f"a named corpus: {', '.join(CORPUS_NAMES)}", "NAME", tasks=("pretrain",)),
     _opt("tokenizer", "choice", "data", "gpt2 (BPE) or char", choices=TOKENIZERS),
     _opt("val_fraction", "float", "data", "share of tokens for validation", default=0.1, tasks=("pretrain",)),
     _opt("stride", "int", "data", "tokens between window starts", unset="the context", tasks=("pretrain",)),
     _opt("val_data", "text", "data", "the validation records in a file of their own (then --data is all "
-                                     "training)", "FILE", unset="5 % of --data", tasks=("instruct",)),
+                                     "training)", "FILE", unset="a share of --data", tasks=("instruct", "classify")),
     _opt("test_data", "text", "data", "the test records (gptmini respond answers them) in a file of their own",
-         "FILE", unset="10 % of --data", tasks=("instruct",)),
+         "FILE", unset="a share of --data", tasks=("instruct", "classify")),
     _opt("template", "choice", "fine-tuning", "how an instruction is put to the model: alpaca (the book's), phi3 "
                                               "(its exercise 7.1), raw", "NAME", tuple(PROMPT_STYLES),
          unset="alpaca; raw for prompt/completion records", tasks=("instruct",)),
     _opt("mask_prompt", "bool", "fine-tuning", "leave the prompt's tokens out of the loss (the book's exercise 7.2)",
          default=False, tasks=("instruct",)),
+    _opt("text_column", "text", "fine-tuning", "the column (a CSV header's name, a field of JSONL, or a 0-based "
+                                                "number for a file without a header) holding the text", "NAME",
+         default="text", tasks=("classify",)),
+    _opt("label_column", "text", "fine-tuning", "the column holding the label", "NAME", default="label",
+         tasks=("classify",)),
+    _opt("balance", "bool", "fine-tuning", "undersample every label to the rarest one's count (the book's)",
+         default=False, tasks=("classify",)),
+    _opt("train_layers", "choice", "fine-tuning", "what trains besides the new head: last (the last block and the "
+                                                  "final norm, as the book) or all", choices=("last", "all"),
+         default="last", tasks=("classify",)),
+    _opt("padding", "choice", "fine-tuning", "pad every text to the longest training text (the book's) or each "
+                                             "batch to its longest", choices=("longest", "batch"), default="longest",
+         tasks=("classify",)),
     _opt("lora_rank", "int", "fine-tuning", "train low-rank adapters of this rank (appendix E) and freeze the "
                                             "model", unset="no LoRA: every weight trains"),
     _opt("lora_alpha", "float", "fine-tuning", "the adapters' scale: their output is alpha * x A B, as the book's "
@@ -172,7 +186,8 @@ def default_words(name: str, preset: str | None = None, d_model: int | None = No
 
 # What a checkpoint fixes: resuming with another value would train another run (another model, other
 # tokens, another order of the data). Everything else may change on --resume and is recorded as changed.
-FIXED_ON_RESUME = ("task", "data", "val_data", "test_data", "template", "mask_prompt", "lora_rank", "lora_alpha",
+FIXED_ON_RESUME = ("task", "data", "val_data", "test_data", "template", "mask_prompt", "text_column", "label_column",
+                   "balance", "padding", "train_layers", "lora_rank", "lora_alpha",
                    "lora_targets", "corpus", "tokenizer", "val_fraction", "stride", "preset", "n_layers", "n_heads",
                    "d_model", "context", "bias", "seed", "init_from", "optimizer")
 

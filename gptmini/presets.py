@@ -61,6 +61,7 @@ PRESET_RECIPES: dict[str, dict[str, Any]] = {
 # (--init-from), and the book fine-tunes it with AdamW at 5e-5 in batches of 8 (chapters 6 and 7).
 TASK_RECIPES: dict[str, dict[str, Any]] = {
     "instruct": dict(optimizer="adamw", lr=5e-5, batch_size=8),
+    "classify": dict(optimizer="adamw", lr=5e-5, batch_size=8),
 }
 
 # The options whose default (None) the preset decides: its shape (PRESETS), tokenizer and recipe.

@@ -17,15 +17,17 @@ from gptmini.ckpt.optim_state import flatten_optimizer_state
 from gptmini.ckpt.store import Checkpoint, load_checkpoint
 from gptmini.errors import CheckpointError
 from gptmini.model.config import ModelConfig
-from gptmini.model.lora import LoRAConfig, apply_lora, is_adapter
+from gptmini.model.lora import LoRAConfig, apply_lora
 
 
 def live_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               adapters_only: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+               partial: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """What a save copies: the live model and optimizer tensors (no copies), prefixed ``model.`` /
-    ``optim.``, and the optimizer's JSON-able metadata. ``adapters_only``: of the model, its LoRA adapters
-    alone (the frozen base is a file of its own, named in the manifest by its sha256)."""
-    sources = {f"model.{k}": v for k, v in model.state_dict().items() if not adapters_only or is_adapter(k)}
+    ``optim.``, and the optimizer's JSON-able metadata. ``partial``: of the model, only what trains (LoRA's
+    adapters, a classifier's last layers and head); the frozen rest is the base weights file, named in the
+    manifest by its sha256."""
+    trains = {name for name, p in model.named_parameters() if p.requires_grad}
+    sources = {f"model.{k}": v for k, v in model.state_dict().items() if not partial or k in trains}
     opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
     sources.update({f"optim.{k}": v for k, v in opt_tensors.items()})
     return sources, opt_meta
@@ -46,11 +48,11 @@ def check_model_config(saved: dict[str, Any], current: ModelConfig, where: Path)
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path,
-                     adapters_only: bool = False) -> None:
-    """Strict load with a clear message instead of PyTorch's long error (``adapters_only``: exactly the model's
-    LoRA adapters, onto its base weights)."""
-    own = {k: v for k, v in model.state_dict().items() if not adapters_only or is_adapter(k)}
-    missing = sorted(set(own) - set(state))
+                     base_keys: frozenset[str] = frozenset()) -> None:
+    """Strict load with a clear message instead of PyTorch's long error; ``base_keys``: weights the model
+    already holds from its base, which a partial checkpoint leaves out."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state) - base_keys)
     extra = sorted(set(state) - set(own))
     if missing or extra:
         raise CheckpointError(
@@ -60,7 +62,7 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], whe
     for k, v in state.items():
         if own[k].shape != v.shape:
             raise CheckpointError(f"{where}: {k} has shape {tuple(v.shape)}, the model needs {tuple(own[k].shape)}")
-    model.load_state_dict(state, strict=not adapters_only)
+    model.load_state_dict(state, strict=not base_keys)
 
 
 # ------------------------------------------------------- training state in/out
@@ -125,11 +127,10 @@ def rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
 
 def apply_training_state(ckpt: Checkpoint, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                          scaler: Any, model_config: ModelConfig, device: torch.device,
-                         steps_per_epoch: int) -> ResumePoint:
+                         steps_per_epoch: int, base_keys: frozenset[str] = frozenset()) -> ResumePoint:
     """Put a checkpoint's weights, optimizer, scaler and RNG states into a live run; returns its position."""
     check_model_config(ckpt.manifest["model_config"], model_config, ckpt.path)
-    load_model_state(model, {k: v.to(device) for k, v in ckpt.model.items()}, ckpt.path,
-                     adapters_only=ckpt.manifest.get("base") is not None)
+    load_model_state(model, {k: v.to(device) for k, v in ckpt.model.items()}, ckpt.path, base_keys)
     opt = ckpt.optimizer
     if opt is None:
         raise CheckpointError(f"{ckpt.path} holds no optimizer state; it cannot be resumed (only sampled)")
@@ -173,14 +174,14 @@ def load_for_inference(path: str | Path, device: str = "cpu"):
     with torch.device("meta"):
         model = GPT(cfg)
     model = model.to_empty(device="cpu")
-    base = ckpt.manifest.get("base")
-    if base is not None:  # a LoRA checkpoint holds its adapters; the base weights are a file of their own
-        from gptmini.interop.init import open_base
+    base, base_keys = ckpt.manifest.get("base"), frozenset()
+    if base is not None:  # a partial checkpoint holds what trained; the frozen rest is the base weights file
+        from gptmini.interop.init import load_base, open_base
 
-        model.load_state_dict(open_base(base, ckpt.path).state(cfg))
+        base_keys = load_base(model, open_base(base, ckpt.path).state(cfg), ckpt.path)
     if ckpt.manifest.get("lora"):
         apply_lora(model, LoRAConfig(**ckpt.manifest["lora"]))
-    load_model_state(model, ckpt.model, ckpt.path, adapters_only=base is not None)
+    load_model_state(model, ckpt.model, ckpt.path, base_keys)
     model = model.to(device).eval()
     tokenizer = tokenizer_from_description(ckpt.manifest["tokenizer"])
     return model, tokenizer, ckpt.manifest

@@ -51,11 +51,12 @@ class InitWeights:
         return tokenizer_from_description(self.tokenizer_description)
 
     def state(self, cfg: ModelConfig) -> dict[str, torch.Tensor]:
-        """The weights as a state dict of a model of shape ``cfg`` (the run's: context and dropout may differ)."""
+        """The weights as a state dict of a language model of shape ``cfg`` (the run's: context and dropout may
+        differ; a classifier of that shape takes them through ``load_base``)."""
         if self.kind == "gpt2":
             from gptmini.interop.pretrained import load_state
 
-            return load_state(self.folder, cfg)
+            return load_state(self.folder, cfg.with_overrides(n_classes=0))
         from gptmini.ckpt.store import load_checkpoint
 
         state = dict(load_checkpoint(self.folder, with_optimizer=False).model)
@@ -128,3 +129,18 @@ def open_base(described: dict[str, Any], where: Path) -> InitWeights:
         raise CheckpointError(f"{where} holds LoRA adapters for {described['from']} with sha256 "
                               f"{described['sha256'][:12]}; the one found has {init.sha256[:12]} (a different model)")
     return init
+
+
+def load_base(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path | str) -> frozenset[str]:
+    """A base model's weights into ``model``, which may be a classifier built on it: its new head (``score``) is
+    the one weight the base may lack, the base's language-model head the one the model may not need. Returns
+    the names loaded (what a partial checkpoint of the model may leave out)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state) - {"score.weight"})
+    unexpected = sorted(set(state) - set(own) - {"lm_head.weight"})
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: the base weights do not fit this model (missing: "
+                              f"{', '.join(missing[:4]) or '-'}; unexpected: {', '.join(unexpected[:4]) or '-'})")
+    loaded = {k: v for k, v in state.items() if k in own}
+    model.load_state_dict(loaded, strict=False)
+    return frozenset(loaded)

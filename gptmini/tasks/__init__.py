@@ -1,5 +1,6 @@
 """What a run trains for, one module per task on one seam (``base.Task``): ``pretrain`` (next tokens of a
-corpus, the book's chapter 5), ``instruct`` (answers to instructions, chapter 7). The registry names each task's class by module so that option checks do not
+corpus, the book's chapter 5), ``instruct`` (answers to instructions, chapter 7), ``classify`` (a label for
+a text, chapter 6). The registry names each task's class by module so that option checks do not
 import torch."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 TASKS: dict[str, str] = {  # --task NAME -> "module:Class"
     "pretrain": "gptmini.tasks.pretrain:PretrainTask",
     "instruct": "gptmini.tasks.instruct:InstructTask",
+    "classify": "gptmini.tasks.classify:ClassifyTask",
 }
 
 

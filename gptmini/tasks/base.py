@@ -95,6 +95,13 @@ class Task(ABC):
         """The validation (and train) loss over fixed batches, and the task's own metrics; the model is in
         eval mode."""
 
+    def adapt(self, model: torch.nn.Module) -> None:
+        """Choose which weights train (after LoRA, if any, froze the model): a classifier's last layers."""
+
+    def final_metrics(self, model: torch.nn.Module, device: torch.device, precision: DeviceChoice) -> dict[str, float]:
+        """Measures of the finished model on held-out data (a classifier's test accuracy); in eval mode."""
+        return {}
+
     def samples(self, model: torch.nn.Module, step: int) -> list[ev.Event]:
         """What the console and the log show after an evaluation (``Sample`` events, or a ``Warning``)."""
         return []

@@ -47,7 +47,7 @@ from gptmini.errors import (
     TokenizerError,
 )
 from gptmini.events import RunState
-from gptmini.interop.init import InitWeights, open_base, open_init
+from gptmini.interop.init import InitWeights, load_base, open_base, open_init
 from gptmini.metrics import MetricsWriter
 from gptmini.model.config import ModelConfig
 from gptmini.model.gpt import GPT
@@ -148,8 +148,10 @@ class Trainer:
         self.best_val_loss = math.inf
         self.last_val_loss: float | None = None
         self.exception: BaseException | None = None
+        self.final_metrics: dict[str, float] = {}  # the task's measures of the model a completed run ends with
         self.changed: dict[str, list[Any]] = {}  # options a resume changed: {name: [old, new]}
         self.init: InitWeights | None = None  # --init-from: the pretrained weights the run starts from
+        self._base_keys: frozenset[str] = frozenset()  # the weights loaded from it (a partial save leaves them out)
         # built by run()
         self.ranks = Ranks()
         self.device = torch.device("cpu")
@@ -218,9 +220,9 @@ class Trainer:
         return LoRAConfig(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets) if cfg.lora_rank else None
 
     @property
-    def adapters_only(self) -> bool:
-        """Checkpoints hold the adapters alone: the frozen base weights are the file ``--init-from`` named."""
-        return self.lora is not None and self.init is not None
+    def partial_saves(self) -> bool:
+        """Checkpoints hold only what trains: the frozen rest is the base weights file ``--init-from`` named."""
+        return self.init is not None and any(not p.requires_grad for p in self.model.parameters())
 
     @property
     def tokens_seen(self) -> int:
@@ -293,7 +295,7 @@ class Trainer:
                                    last_checkpoint=self.last_checkpoint))
         self._set_state(RunState.ERROR if reason == "error" else RunState.FINISHED)
         finished = ev.Finished(step=self.step, reason=reason, loss=self.last_loss, val_loss=self.last_val_loss,
-                               elapsed_s=time.time() - t0, tokens_seen=self.tokens_seen)
+                               elapsed_s=time.time() - t0, tokens_seen=self.tokens_seen, metrics=self.final_metrics)
         self._emit(finished)
         if self._metrics is not None:
             self._metrics.close()
@@ -331,7 +333,8 @@ class Trainer:
 
     def _build_model(self, resume: Checkpoint | None) -> None:
         cfg, device, init = self.config, self.device, self.init
-        self.model_config = model_cfg = run_model_config(cfg, self.tokenizer.vocab_size, resume, init)
+        model_cfg = run_model_config(cfg, self.tokenizer.vocab_size, resume, init)
+        self.model_config = model_cfg = model_cfg.with_overrides(**self.task.model_overrides())
         self.precision = choose_precision(device, cfg.dtype, model_cfg)
         T = model_cfg.context_length
         self.batches = self.task.prepare(T, cfg.batch_size, seed=cfg.seed, rank=self.ranks.rank,
@@ -344,9 +347,10 @@ class Trainer:
         random.seed(cfg.seed)
         self.model = model = GPT(model_cfg).to(device)
         if init is not None:
-            model.load_state_dict({k: v.to(device) for k, v in init.state(model_cfg).items()})
+            self._base_keys = load_base(model, {k: v.to(device) for k, v in init.state(model_cfg).items()}, init.spec)
         if self.lora is not None:
             apply_lora(model, self.lora)
+        self.task.adapt(model)  # which weights train: a classifier's last layers and new head
         self.plan = plan = plan_run(cfg, batches_per_epoch=self.batches.batches_per_epoch, device_type=device.type)
         self.optimizer = make_optimizer(model, plan.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                         device_type=device.type, kind=plan.optimizer)
@@ -359,7 +363,7 @@ class Trainer:
         if resume is not None:
             self._set_position(apply_training_state(
                 resume, model=model, optimizer=self.optimizer, scaler=self.scaler, model_config=model_cfg,
-                device=device, steps_per_epoch=plan.steps_per_epoch))
+                device=device, steps_per_epoch=plan.steps_per_epoch, base_keys=self._base_keys))
             self._saves.last = resume.path
 
     def _open_run_dir(self, resume: Checkpoint | None) -> None:
@@ -430,6 +434,11 @@ class Trainer:
         self._reporter.flush(wait=True)
         if reason == "stopped" and self._stop_save_reason and self.steps_since_save > 0:
             self._save(self._stop_save_reason)
+        if reason == "completed" and self.ranks.is_main:
+            self.model.eval()
+            with torch.no_grad():
+                self.final_metrics = self.task.final_metrics(self.model, self.device, self.precision)
+            self.model.train()
         return reason
 
     def _wait_paused(self) -> None:
@@ -518,7 +527,7 @@ class Trainer:
         """Once the optimizer state exists, let the writer map a staging buffer set ahead of the first save."""
         self._prefault_sent = True
         if self.ranks.is_main:
-            self._saves.prefault(live_state(self.model, self.optimizer, self.adapters_only)[0])
+            self._saves.prefault(live_state(self.model, self.optimizer, self.partial_saves)[0])
 
     def _save(self, reason: str, best: bool = False) -> Path | None:
         """Copy the state to host memory now; write it on the writer thread."""
@@ -527,13 +536,13 @@ class Trainer:
         if not self.ranks.is_main:
             return None
         t0 = time.perf_counter()
-        sources, opt_meta = live_state(self.model, self.optimizer, self.adapters_only)
+        sources, opt_meta = live_state(self.model, self.optimizer, self.partial_saves)
         manifest = training_manifest(
             self._position(), model_config=self.model_config, tokenizer=self.tokenizer,
             train_config={**self.config.to_dict(), "optimizer": self.plan.optimizer}, optimizer_meta=opt_meta,
             scaler_state=self.scaler.state_dict(), schedule=self.plan.schedule(), corpus=self.task.summary.name,
             task=self.task.describe(), lora=self.lora.to_dict() if self.lora else None,
-            base=self.init.describe() if self.adapters_only else None,
+            base=self.init.describe() if self.partial_saves else None,
             n_params=self.model.num_params(), data_seed=self.config.seed)
         path = self._saves.submit(sources, rng_tensors(self.device), run_dir=self.run_dir, step=self.step,
                                   manifest=manifest, best=best, keep_last=self.config.keep_last, reason=reason,
@@ -551,7 +560,7 @@ class Trainer:
             raise CheckpointError(f"{ckpt.path} was trained with another tokenizer or vocabulary")
         self._set_position(apply_training_state(
             ckpt, model=self.model, optimizer=self.optimizer, scaler=self.scaler, model_config=self.model_config,
-            device=self.device, steps_per_epoch=self.plan.steps_per_epoch))
+            device=self.device, steps_per_epoch=self.plan.steps_per_epoch, base_keys=self._base_keys))
         self._saves.last = ckpt.path
         self._batch_iter = None
         self.steps_since_save = 0
