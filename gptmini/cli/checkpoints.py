@@ -10,21 +10,30 @@ from rich.markup import escape
 from rich.table import Table
 
 from gptmini import fmt
-from gptmini.errors import CheckpointError
+from gptmini.errors import CheckpointError, ConfigError
+from gptmini.interop.gguf import GGUF_DTYPES
 
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("checkpoints", help="list checkpoints", description="List a run's checkpoints.")
     p.add_argument("path", nargs="?", default="checkpoints", help="a run folder or a folder of runs (checkpoints/)")
     p.set_defaults(run=run_list)
-    e = sub.add_parser("export", help="export a model: weights only, or a folder transformers loads",
+    e = sub.add_parser("export", help="export a model: weights only, a folder transformers loads, or a GGUF file",
                        description="Write a checkpoint's model: --format weights (default) writes its weights (no "
                                    "optimizer) to one .safetensors file; --format hf writes a folder that "
-                                   "transformers' GPT2LMHeadModel and AutoTokenizer load, with the same outputs.")
+                                   "transformers' GPT2LMHeadModel and AutoTokenizer load, with the same outputs; "
+                                   "--format gguf writes one .gguf file that llama.cpp and Ollama run "
+                                   "(architecture gpt2, with the tokenizer).")
     e.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its latest)")
-    e.add_argument("--format", choices=("weights", "hf"), default="weights",
-                   help="weights: one .safetensors file; hf: a transformers folder (config, weights, tokenizer)")
-    e.add_argument("--out", required=True, metavar="FILE.safetensors|DIR")
+    e.add_argument("--format", choices=("weights", "hf", "gguf"), default="weights",
+                   help="weights: one .safetensors file; hf: a transformers folder (config, weights, tokenizer); "
+                        "gguf: one file for llama.cpp / Ollama")
+    e.add_argument("--out", required=True, metavar="FILE.safetensors|DIR|FILE.gguf")
+    e.add_argument("--dtype", choices=GGUF_DTYPES, default=None,
+                   help="gguf only: how the weight matrices are stored (default f32; norms and biases stay f32)")
+    e.add_argument("--ollama", action="store_true",
+                   help="gguf only: also write an Ollama Modelfile beside the .gguf file")
+    e.add_argument("--force", action="store_true", help="gguf only: overwrite an existing output file")
     e.set_defaults(run=run_export)
 
 
@@ -62,6 +71,13 @@ def run_list(args) -> int:
 
 
 def run_export(args) -> int:
+    if args.format != "gguf":
+        given = [flag for flag, on in (("--dtype", args.dtype is not None), ("--ollama", args.ollama),
+                                       ("--force", args.force)) if on]
+        if given:
+            raise ConfigError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to --format gguf")
+    if args.format == "gguf":
+        return _export_gguf(args)
     if args.format == "hf":
         from gptmini.interop.hf_export import export_hf
 
@@ -75,4 +91,24 @@ def run_export(args) -> int:
 
     out = export_weights(args.checkpoint, args.out)
     print(f"wrote {out} ({fmt.human_bytes(out.stat().st_size)})")
+    return 0
+
+
+def _export_gguf(args) -> int:
+    from gptmini.interop.gguf import export_gguf
+
+    written, modelfile = export_gguf(args.checkpoint, args.out, dtype=args.dtype or "f32", force=args.force,
+                                     ollama=args.ollama)
+    notes = []
+    if written.zero_biases:
+        notes.append(f"{len(written.zero_biases)} biases the model does not have written as zeros")
+    if written.kept_f16:
+        notes.append(f"{len(written.kept_f16)} matrices kept f16 (rows not a multiple of 32)")
+    extra = f"; {'; '.join(notes)}" if notes else ""
+    print(f"wrote {written.path} ({fmt.human_bytes(written.path.stat().st_size)}, {written.dtype}, "
+          f"{written.n_tensors} tensors{extra})")
+    if modelfile is not None:
+        print(f"wrote {modelfile}; run it with: ollama create NAME -f {modelfile} && ollama run NAME")
+    else:
+        print(f"run it with: llama-cli -m {written.path} -c {written.context_length} -p 'Your prompt'")
     return 0

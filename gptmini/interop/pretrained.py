@@ -117,25 +117,17 @@ def load_state(folder: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
 
 def _fit(state: dict[str, torch.Tensor], cfg: ModelConfig, path: Path) -> dict[str, torch.Tensor]:
     """Crop the position table to the context, pad the vocabulary, and check every shape and name."""
-    from gptmini.model.gpt import GPT
+    from gptmini.model.gpt import state_dict_mismatch
 
-    with torch.device("meta"):
-        expected = GPT(cfg).state_dict()
     if "wpe.weight" in state:
         state["wpe.weight"] = state["wpe.weight"][: cfg.context_length]
     for name in ("wte.weight", "lm_head.weight"):
         if name in state and state[name].shape[0] == cfg.vocab_size < cfg.padded_vocab_size:
             pad = state[name].new_zeros(cfg.padded_vocab_size - cfg.vocab_size, cfg.d_model)
             state[name] = torch.cat([state[name], pad])
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing or extra:
-        raise ConfigError(f"{path} does not hold the weights config.json describes (missing: "
-                          f"{', '.join(missing[:4]) or '-'}; unexpected: {', '.join(extra[:4]) or '-'})")
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise ConfigError(f"{path}: {name} has shape {tuple(tensor.shape)}, config.json needs "
-                              f"{tuple(expected[name].shape)}")
+    problem = state_dict_mismatch(state, cfg)
+    if problem:
+        raise ConfigError(f"{path} does not hold the weights config.json describes ({problem})")
     return {name: tensor.float() for name, tensor in state.items()}
 
 

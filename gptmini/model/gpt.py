@@ -245,3 +245,18 @@ class GPT(nn.Module):
     def new_cache(self, batch: int = 1, capacity: int | None = None) -> KVCache:
         p = self.wte.weight
         return KVCache.empty(self.config, batch, p.device, p.dtype, capacity)
+
+
+def state_dict_mismatch(state: dict[str, torch.Tensor], cfg: ModelConfig) -> str | None:
+    """Why ``state`` does not load into ``GPT(cfg)`` (missing or unexpected names, else the first wrong shape),
+    or ``None`` when it does. Builds the model on the meta device: no memory, no initialisation."""
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in GPT(cfg).state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        return f"missing: {', '.join(missing[:4]) or '-'}; unexpected: {', '.join(extra[:4]) or '-'}"
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            return f"{name} has shape {tuple(state[name].shape)}, the config needs {shape}"
+    return None
