@@ -244,8 +244,8 @@ def test_the_output_path_is_checked_before_the_checkpoint_is_read(tmp_path, caps
     ("not .gguf", "--out must end in .gguf"),
     ("unknown dtype", "argument --dtype: invalid choice: 'q4'"),
     ("dtype for weights", "--dtype applies only to --format gguf"),
-    ("classifier task", "is a 'classify' checkpoint; llama.cpp runs language models only (pretrain or instruct)"),
-    ("class head", "the model's head has 3 outputs, not one per token"),
+    ("classifier task", "is a classify checkpoint; llama.cpp runs language models only (pretrain or instruct)"),
+    ("class head", "lm_head.weight has shape (3, 32), the model needs (28, 32)"),
 ])
 def test_bad_input_is_refused_in_one_line(tmp_path, char_run, capsys, case, message):
     tok = tokenizer("char")
@@ -260,8 +260,9 @@ def test_bad_input_is_refused_in_one_line(tmp_path, char_run, capsys, case, mess
     elif case == "dtype for weights":
         extra, out = ["--dtype", "f16"], tmp_path / "w.safetensors"
     elif case == "classifier task":
-        cfg = tiny_config(tok, n_layers=1)
-        run = save_run(tmp_path / "cls", distinct_model(cfg).state_dict(), cfg, tok, task="classify")
+        cfg = tiny_config(tok, n_layers=1, n_classes=2)
+        run = save_run(tmp_path / "cls", distinct_model(cfg).state_dict(), cfg, tok,
+                       task={"name": "classify", "labels": ["no", "yes"]})
     elif case == "class head":  # a 3-class head where the vocabulary head should be
         cfg = tiny_config(tok, n_layers=1, tie_weights=False)
         state = distinct_model(cfg).state_dict()

@@ -186,3 +186,39 @@ def load_for_inference(path: str | Path, device: str = "cpu"):
     tokenizer = tokenizer_from_description(ckpt.manifest["tokenizer"])
     return model, tokenizer, ckpt.manifest
 
+
+
+def task_name(manifest: dict[str, Any]) -> str:
+    """What a checkpoint's run trained for (checkpoints from before tasks: pre-training)."""
+    task = manifest.get("task")
+    return task.get("name", "pretrain") if isinstance(task, dict) else (task or "pretrain")
+
+
+@dataclass
+class ExportModel:
+    """A checkpoint's model as plain weights: LoRA adapters folded in, a partial checkpoint's base filled in."""
+
+    path: Path  # the checkpoint folder
+    state: dict[str, torch.Tensor]  # a plain GPT's state dict
+    config: ModelConfig  # untied where a merged head adapter made the head differ from the embedding
+    tokenizer: Any
+    manifest: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return task_name(self.manifest)
+
+    @property
+    def step(self) -> int:
+        return int(self.manifest["step"])
+
+
+def model_for_export(path: str | Path) -> ExportModel:
+    """The weights every export writes (``gptmini export``: weights, hf, gguf; the PEFT adapter aside)."""
+    from gptmini.ckpt.store import resolve_checkpoint
+    from gptmini.model.lora import merged_state
+
+    model, tokenizer, manifest = load_for_inference(path)
+    state, untied = merged_state(model)
+    cfg = model.config.with_overrides(tie_weights=False) if untied else model.config
+    return ExportModel(resolve_checkpoint(path), state, cfg, tokenizer, manifest)

@@ -218,28 +218,25 @@ def export_gguf(path: str | Path, out: str | Path, *, dtype: str = "f32", force:
     ``Modelfile`` beside it, whose TEMPLATE is ``template`` (Ollama's Go-template syntax, see
     ``modelfile.ollama_template``) or, for a run without one, the raw prompt. Returns what was written and the
     Modelfile's path."""
-    from gptmini.ckpt.store import load_checkpoint
+    from gptmini.ckpt.state import model_for_export
     from gptmini.interop.modelfile import MODELFILE, check_template, write_modelfile
-    from gptmini.text.tokenizer import tokenizer_from_description
 
     check_dtype(dtype)
     check_template(template)
     require_gguf()
     target = check_out_path(out, force=force, also=(MODELFILE,) if ollama else ())
-    ckpt = load_checkpoint(path, with_optimizer=False)
-    task = ckpt.manifest.get("task")
-    if task is not None and task not in LM_TASKS:
-        raise CheckpointError(f"{ckpt.path} is a {task!r} checkpoint; llama.cpp runs language models only "
+    model = model_for_export(path)
+    if model.task not in LM_TASKS:
+        raise CheckpointError(f"{model.path} is a {model.task} checkpoint; llama.cpp runs language models only "
                               f"({' or '.join(LM_TASKS)})")
-    try:
-        cfg = ckpt.model_config
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{ckpt.path}: invalid model config ({exc})") from None
-    tokenizer = tokenizer_from_description(ckpt.manifest["tokenizer"])
-    name = f"{ckpt.path.parent.name}-{ckpt.path.name}"
-    written = write_gguf(ckpt.model, cfg, tokenizer, target, dtype=dtype, name=name)
+    if template is None and model.task == "instruct":  # prompted in Ollama as it was trained
+        from gptmini.data.prompts import prompt_style
+
+        template = prompt_style(model.manifest["task"]["template"]).ollama_template
+    name = f"{model.path.parent.name}-{model.path.name}"
+    written = write_gguf(model.state, model.config, model.tokenizer, target, dtype=dtype, name=name)
     modelfile = None
     if ollama:
-        modelfile = write_modelfile(target, written.eot_text, cfg.context_length, template=template,
-                                    source=str(ckpt.path))
+        modelfile = write_modelfile(target, written.eot_text, model.config.context_length, template=template,
+                                    source=str(model.path))
     return written, modelfile

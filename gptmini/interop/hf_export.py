@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from gptmini.ckpt.store import load_checkpoint
+from gptmini.ckpt.state import model_for_export
 from gptmini.errors import CheckpointError, ConfigError
 from gptmini.interop.pretrained import CONV1D
 from gptmini.model.config import ModelConfig
@@ -31,6 +31,9 @@ def hf_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torc
     for name, tensor in state.items():
         if name in ("wte.weight", "lm_head.weight"):
             tensor = tensor[: cfg.vocab_size]
+        elif name == "score.weight":  # a classifier's head: GPT2ForSequenceClassification's own name
+            out[name] = tensor.contiguous().float()
+            continue
         elif name.endswith(CONV1D):
             tensor = tensor.t()
         out[name if name == "lm_head.weight" else f"transformer.{name}"] = tensor.contiguous().float()
@@ -43,9 +46,18 @@ def hf_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torc
     return out
 
 
-def hf_config(cfg: ModelConfig, eot_id: int | None) -> dict[str, Any]:
+def hf_config(cfg: ModelConfig, eot_id: int | None, task: dict[str, Any] | None = None) -> dict[str, Any]:
+    """transformers' GPT-2 config: a language model, or (a classifier) ``GPT2ForSequenceClassification`` with its
+    labels, which takes the logits at the last token that is not ``pad_token_id`` (the run's padding)."""
+    if cfg.n_classes:
+        labels = (task or {}).get("labels") or [str(i) for i in range(cfg.n_classes)]
+        head = {"architectures": ["GPT2ForSequenceClassification"], "num_labels": cfg.n_classes,
+                "id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)},
+                "pad_token_id": (task or {}).get("pad_id", eot_id)}
+    else:
+        head = {"architectures": ["GPT2LMHeadModel"]}
     return {
-        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
+        **head, "model_type": "gpt2", "vocab_size": cfg.vocab_size,
         "n_positions": cfg.context_length, "n_ctx": cfg.context_length, "n_embd": cfg.d_model,
         "n_layer": cfg.n_layers, "n_head": cfg.n_heads, "n_inner": None, "activation_function": "gelu_new",
         "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "layer_norm_epsilon": 1e-5,
@@ -59,11 +71,9 @@ def export_hf(path: str | Path, out_dir: str | Path) -> Path:
     """Write the checkpoint at ``path`` (or a run folder's latest) as a transformers folder ``out_dir``."""
     from safetensors.torch import save_file
 
-    from gptmini.text.tokenizer import tokenizer_from_description
 
-    ckpt = load_checkpoint(path, with_optimizer=False)
-    cfg = ckpt.model_config
-    tokenizer = tokenizer_from_description(ckpt.manifest["tokenizer"])
+    model = model_for_export(path)
+    cfg, tokenizer = model.config, model.tokenizer
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out} exists and is not an empty folder; pick a new one")
@@ -71,9 +81,9 @@ def export_hf(path: str | Path, out_dir: str | Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        save_file(hf_state(ckpt.model, cfg), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(hf_state(model.state, cfg), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         eot = getattr(tokenizer, "eot_id", None)
-        _write_json(tmp / "config.json", hf_config(cfg, eot))
+        _write_json(tmp / "config.json", hf_config(cfg, eot, model.manifest.get("task")))
         _write_json(tmp / "generation_config.json",
                     {"bos_token_id": eot, "eos_token_id": eot, "do_sample": False, "max_length": cfg.context_length})
         _write_tokenizer(tokenizer, tmp, cfg.context_length)

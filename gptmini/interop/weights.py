@@ -8,15 +8,15 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from gptmini.ckpt.store import load_checkpoint
+from gptmini.ckpt.state import model_for_export
 from gptmini.errors import CheckpointError
 
 
 def export_weights(path: str | Path, out_file: str | Path) -> Path:
     """Write a checkpoint's model weights (vocab padding removed) to one safetensors file."""
-    ckpt = load_checkpoint(path, with_optimizer=False)
-    cfg = ckpt.model_config
-    tensors = dict(ckpt.model)
+    model = model_for_export(path)
+    cfg = model.config
+    tensors = dict(model.state)
     for key in ("wte.weight", "lm_head.weight"):
         if key in tensors:
             tensors[key] = tensors[key][: cfg.vocab_size].contiguous()
@@ -25,8 +25,8 @@ def export_weights(path: str | Path, out_file: str | Path) -> Path:
         raise CheckpointError(f"--out must end in .safetensors, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    metadata = {"model_config": json.dumps(cfg.to_dict()), "tokenizer": json.dumps(ckpt.manifest.get("tokenizer")),
-                "step": str(ckpt.step), "format": "gptmini-weights"}
+    metadata = {"model_config": json.dumps(cfg.to_dict()), "tokenizer": json.dumps(model.manifest.get("tokenizer")),
+                "step": str(model.step), "format": "gptmini-weights"}
     try:
         save_file(tensors, str(tmp), metadata=metadata)
         os.replace(tmp, out)
