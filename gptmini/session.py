@@ -148,6 +148,8 @@ class RunSession:
         self._follower: Any = None
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
+        self._follow_stop = threading.Event()  # attach mode: ends the polling thread (``attach(every=...)``)
+        self._follow_thread: threading.Thread | None = None
         self._done = threading.Event()
         self._done.set()
         self._lock = threading.Lock()
@@ -210,13 +212,32 @@ class RunSession:
         _LIVE[id(self)] = self
         self._thread.start()
 
-    def attach(self, run_dir: str | Path) -> None:
-        """Follow the run another process trains into ``run_dir`` (call ``poll`` to read what is new)."""
+    def attach(self, run_dir: str | Path, every: float | None = None) -> None:
+        """Follow the run another process trains into ``run_dir``: ``poll`` reads what is new; with ``every``
+        (seconds), a thread of the session polls at once and then that often, until ``close``."""
         from gptmini.metrics import MetricsFollower
 
         self._reset()
         self.attach_dir = Path(run_dir)
         self._follower = MetricsFollower(self.attach_dir)
+        if every is not None:
+            self._follow_stop = stop = threading.Event()
+            self._follow_thread = threading.Thread(target=self._follow, args=(every, stop), name="gptmini-follow",
+                                                   daemon=True)
+            self._follow_thread.start()
+
+    def _follow(self, every: float, stop: threading.Event) -> None:
+        problem = None
+        while not stop.is_set():
+            try:
+                self.poll()
+            except OSError as exc:  # an unreadable metrics.jsonl: said once, tried again
+                if str(exc) != problem:
+                    problem = str(exc)
+                    latest = self.record.latest_step
+                    self._on_event(ev.Warning(message=f"cannot read the run's metrics: {exc}",
+                                              step=latest.step if latest else 0))
+            stop.wait(every)
 
     def poll(self) -> list[ev.Event]:
         """Attach mode: take in the events the other process wrote since the last poll (blocking I/O)."""
@@ -248,8 +269,12 @@ class RunSession:
         return None
 
     def close(self, wait: float = 0.0) -> None:
-        """Last resort (crash, forced exit): stop training without saving; wait up to ``wait`` seconds."""
+        """Last resort (crash, forced exit): stop training without saving, or stop following another
+        process's run; wait up to ``wait`` seconds."""
         _LIVE.pop(id(self), None)
+        self._follow_stop.set()
+        if self._follow_thread is not None:
+            self._follow_thread.join(wait)
         t, done = self.trainer, self._done
         if t is not None and not done.is_set():
             t.stop(save=False)
@@ -267,6 +292,7 @@ class RunSession:
             done.set()
 
     def _reset(self) -> None:
+        self._follow_stop.set()
         self.history.clear()
         self.record = RunRecord(self.history)
         self.trainer = self._follower = self.attach_dir = None

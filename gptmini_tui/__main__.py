@@ -27,16 +27,19 @@ def check_terminal() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gptmini_tui.actions import key
+
     p = Parser(
         prog="gptmini-tui",
         description="Train a small GPT from scratch in a terminal console: live loss plot, counters, "
         "checkpoints, and a playground that samples from the weights while they train.",
-        epilog="Keys: ? shows them all inside the app. With no options it trains the cpu-demo preset "
-        "on the embedded corpus.",
+        epilog=f"Keys: {key('help')} shows them all inside the app. With no options it trains the cpu-demo "
+        "preset on the embedded corpus.",
     )
     add_train_arguments(p)
     tui = p.add_argument_group("console")
-    tui.add_argument("--paused", action="store_true", help="load data and model, then wait for space to start")
+    tui.add_argument("--paused", action="store_true",
+                     help=f"load data and model, then wait for {key('toggle_pause')} to start")
     tui.add_argument(
         "--attach", metavar="RUN_DIR",
         help="follow a run another process is training (its metrics.jsonl and checkpoints); no training here",

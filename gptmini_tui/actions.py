@@ -1,12 +1,15 @@
 """The console's actions: one table, the single source for key bindings, the footer, the help screen,
-the command palette, which keys are inert while typing, and when an action is available.
+the command palette, the keys that hints name, which keys are inert while typing, and when an action
+is available.
 
-An action is a row here and an ``action_<name>`` method on ``MainScreen``; nothing else lists it.
+An action is a row here and an ``action_<name>`` method on ``MainScreen``; nothing else lists it. A
+text that names a key asks this module for it (``key("new_run")`` -> ``"n"``): no key is written
+anywhere else in the console.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -14,7 +17,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from gptmini.events import RunState
-from gptmini.sample.strategies import KNOBS, STRATEGIES, TEMPERATURE, word_list
+from gptmini.sample.strategies import KNOBS, STRATEGIES, TEMPERATURE, key_span, word_list
 
 
 class Needs(Enum):
@@ -25,6 +28,14 @@ class Needs(Enum):
     ACTIVE = "active"  # a trainer in its loop: running or paused
     OWN_RUN = "own run"  # not attach mode
     TYPING = "typing"  # only while the prompt has focus
+
+
+class InFooter(Enum):
+    """Whether the footer shows an action (only while it is available; dimmed while it waits)."""
+
+    PINNED = "pinned"  # always, whatever the width
+    IF_ROOM = "if room"  # when it fits, in table order
+    NO = "no"
 
 
 SECTIONS = ("Training", "Playground", "View", "App")
@@ -47,7 +58,7 @@ class Action:
     command: str | None = None  # command palette title; None: not in the palette
     display: str | None = None  # how the footer shows the key (the help lists every key)
     group: str | None = None  # footer group shown compactly under one label
-    footer: bool = True
+    footer: InFooter = InFooter.IF_ROOM
     needs: Needs = Needs.NOTHING
 
     @property
@@ -61,9 +72,19 @@ class Action:
         return any(len(k) == 1 or k in _TYPED_KEY_NAMES for k in self.keys.split(","))
 
     @property
+    def follows_run(self) -> bool:
+        """Its availability follows the run's state (the footer is refreshed when that changes)."""
+        return self.needs in (Needs.TRAINER, Needs.ACTIVE, Needs.OWN_RUN)
+
+    @property
     def key_text(self) -> str:
         """Every key of the action, as the help screen lists them."""
-        return ", ".join(_KEY_TEXT.get(k, k) for k in self.keys.split(","))
+        return ", ".join(key_display(k) for k in self.keys.split(","))
+
+    @property
+    def key_name(self) -> str:
+        """The key the footer and the hints name."""
+        return self.display or key_display(self.keys.split(",")[0])
 
 
 # The strategies' knobs as the keys' labels name them: "k, p or T" (temperature last: it has keys of its own).
@@ -73,13 +94,20 @@ _KNOB_SYMBOLS = " / ".join([*_SYMBOLS, TEMPERATURE.symbol])
 _KNOB_GROUP = "/".join(_SYMBOLS)
 
 _KEY_TEXT = {"question_mark": "?", "left_square_bracket": "[", "right_square_bracket": "]", "minus": "-",
-             "plus": "+", "equals_sign": "=", "slash": "/", "less_than_sign": "<", "greater_than_sign": ">"}
+             "plus": "+", "equals_sign": "=", "slash": "/", "less_than_sign": "<", "greater_than_sign": ">",
+             "escape": "Esc", "enter": "Enter"}
 
-# Footer order: the most used first (the footer clips what does not fit; ? lists everything).
+
+def key_display(key_name: str) -> str:
+    """A Textual key name as the console writes it: ``"question_mark"`` -> ``"?"``."""
+    return _KEY_TEXT.get(key_name, key_name)
+
+# Footer order: the most used first (the footer shows the pinned ones and then, in this order, what fits;
+# ? lists everything).
 ACTIONS: tuple[Action, ...] = (
-    Action("help", "question_mark", "Help", "this help", "App", "Show keys"),
+    Action("help", "question_mark", "Help", "this help", "App", "Show keys", footer=InFooter.PINNED),
     Action("toggle_pause", "space", "Pause", "pause / resume training (--paused starts paused)", "Training",
-           "Pause / resume training", needs=Needs.TRAINER),
+           "Pause / resume training", footer=InFooter.PINNED, needs=Needs.TRAINER),
     Action("save", "s", "Save", "save a checkpoint now", "Training", "Save checkpoint", needs=Needs.ACTIVE),
     Action("restore", "r", "Restore", "restore the highlighted checkpoint (asks first)", "Training",
            "Restore checkpoint", needs=Needs.ACTIVE),
@@ -98,7 +126,7 @@ ACTIONS: tuple[Action, ...] = (
            f"Strategy knob down ({_KNOB_SYMBOLS})", group=_KNOB_GROUP),
     Action("param(1)", "plus,equals_sign", f"knob up ({_KNOBS})", f"the strategy's knob up ({_KNOBS})", "Playground",
            f"Strategy knob up ({_KNOB_SYMBOLS})", display="+", group=_KNOB_GROUP),
-    Action("quit", "q", "Quit", "quit (saves unsaved progress first)", "App"),
+    Action("quit", "q", "Quit", "quit (saves unsaved progress first)", "App", footer=InFooter.PINNED),
     Action("cycle_axis", "a", "Axis", "loss plot x-axis: steps / tokens / epochs / wall time", "View",
            "Toggle loss x-axis"),
     Action("toggle_log_y", "l", "Log y", "loss plot: log-scale y axis on / off", "View", "Toggle log-scale y axis"),
@@ -122,33 +150,105 @@ ACTIONS: tuple[Action, ...] = (
            needs=Needs.TYPING),
     Action("leave_prompt", "escape", "Leave prompt", "leave the prompt (letter keys act again)", "Playground",
            needs=Needs.TYPING),
-    Action("stop_or_hint", "ctrl+c", "Stop generation", "stop generating", "Playground", footer=False),
-)
-
-# Keys that are not actions of the main screen, for the help screen.
-MORE_KEYS: tuple[tuple[str, str, str], ...] = (
-    ("View", "tab / shift+tab", "move focus between panels"),
-    ("App", "ctrl+p", "command palette (every action by name)"),
-    ("App", "ctrl+q", "quit (as q, also while typing)"),
+    Action("stop_or_hint", "ctrl+c", "Stop generation", "stop generating", "Playground", footer=InFooter.NO),
 )
 
 BY_NAME: dict[str, Action] = {}
 for _a in ACTIONS:
     BY_NAME.setdefault(_a.name, _a)
 
+PALETTE_KEY = "ctrl+p"  # the app's command palette (GPTMiniApp.COMMAND_PALETTE_BINDING)
+QUIT_ANYWHERE = "ctrl+q"  # the app's quit, also while typing
+
+# Keys that are not actions of the main screen, for the help screen.
+MORE_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("View", "tab / shift+tab", "move focus between panels"),
+    ("App", PALETTE_KEY, "command palette (every action by name)"),
+    ("App", QUIT_ANYWHERE, f"quit (as {BY_NAME['quit'].key_name}, also while typing)"),
+)
+
+_GROUP_KEYS = {"strategy": key_span(list(STRATEGIES.values()))}  # "1-5"; other groups list their keys
+
+
+def key(name: str) -> str:
+    """The key that a hint names for the action ``name``: ``key("new_run")`` -> ``"n"``."""
+    return BY_NAME[name].key_name
+
+
+def keys(name: str) -> str:
+    """Every key of the action ``name`` in words: ``keys("focus_prompt")`` -> ``"i or /"``."""
+    return word_list([key_display(k) for k in BY_NAME[name].keys.split(",")])
+
+
+RUN_ENDED = f"the run has ended · {key('new_run')} starts a new one"
+
+
+def binding_hint(bindings: list[Binding]) -> str:
+    """A modal screen's own keys, for its border: ``"ctrl+s start run · Esc cancel"``."""
+    return " · ".join(f"{'/'.join(key_display(k) for k in b.key.split(','))} {b.description.lower()}" for b in bindings)
+
 
 def bindings() -> list[Binding]:
     groups = {name: Binding.Group(name, compact=True) for name in {a.group for a in ACTIONS if a.group}}
-    return [Binding(a.keys, a.action, a.label, show=a.footer, key_display=a.display,
+    return [Binding(a.keys, a.action, a.label, show=a.footer is not InFooter.NO, key_display=a.display,
                     group=groups[a.group] if a.group else None) for a in ACTIONS]
+
+
+def app_bindings() -> list[Binding]:
+    """The app's own keys (they act on every screen)."""
+    return [Binding(QUIT_ANYWHERE, "quit", BY_NAME["quit"].label, show=False, priority=True)]
+
+
+@dataclass(frozen=True)
+class FooterEntry:
+    """One entry of the footer: an action, or a group of them under one label."""
+
+    key_texts: tuple[str, ...]  # shown before the label: ("space",), ("[", "]"), ("1-5",)
+    keys: tuple[str, ...]  # the key each key text stands for (a click presses it); () for a span ("1-5")
+    label: str
+    pinned: bool
+    enabled: bool  # False: shown dimmed (its action waits for the run)
+
+    @property
+    def text(self) -> str:
+        return f"{' '.join(self.key_texts)} {self.label}"
+
+
+PALETTE_ENTRY = FooterEntry(("^" + PALETTE_KEY.removeprefix("ctrl+"),), (PALETTE_KEY,), "palette", True, True)
+
+
+def footer_entries(available: Callable[[Action], bool | None]) -> list[FooterEntry]:
+    """The footer's entries in table order: the actions shown in it, those of a group as one entry,
+    each with its availability now (``available``: True, None dimmed, False left out)."""
+    entries: list[FooterEntry] = []
+    for a in ACTIONS:
+        members = [m for m in ACTIONS if m.group == a.group] if a.group else [a]
+        if a.footer is InFooter.NO or members[0] is not a:  # a group is one entry, where its first member is
+            continue
+        states = [available(m) for m in members]
+        if all(state is False for state in states):
+            continue
+        if a.group in _GROUP_KEYS:
+            texts, pressed = (_GROUP_KEYS[a.group],), ()
+        else:
+            texts, pressed = tuple(m.key_name for m in members), tuple(m.keys.split(",")[0] for m in members)
+        entries.append(FooterEntry(texts, pressed, a.group or a.label, a.footer is InFooter.PINNED,
+                                   any(state is True for state in states)))
+    return entries
+
+
+def refresh_signature(available: Callable[[Action], bool | None]) -> tuple:
+    """The availability of the actions that follow the run's state: the footer needs refreshing when it
+    changes (and only then: a refresh of the bindings costs a key press's worth of latency)."""
+    return tuple(available(a) for a in ACTIONS if a.follows_run)
 
 
 def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
     rows: dict[str, list[tuple[str, str]]] = {s: [] for s in SECTIONS}
     for a in ACTIONS:
         rows[a.section].append((a.key_text, a.description))
-    for section, keys, text in MORE_KEYS:
-        rows[section].append((keys, text))
+    for section, key_names, text in MORE_KEYS:
+        rows[section].append((key_names, text))
     return [(s, r) for s, r in rows.items() if r]
 
 
@@ -175,8 +275,21 @@ def why_unavailable(action: Action, *, attached: bool, state: RunState) -> str:
     if state in (RunState.CREATED, RunState.STARTING):
         return f"{action.label}: the model is still loading"
     if state.ended:
-        return f"{action.label}: the run has ended · n starts a new one"
+        return f"{action.label}: {RUN_ENDED}"
     return f"{action.label}: not while the run is stopping"
+
+
+def unavailable_key(key_name: str, check: Callable[[str], bool | None]) -> Action | None:
+    """The action of the key ``key_name`` when it cannot run now (``check(action name)``), else None."""
+    return next((a for a in ACTIONS if key_name in a.keys.split(",") and not check(a.name)), None)
+
+
+def help_note(attached: bool) -> str:
+    """The line under the help screen's keys."""
+    if attached:
+        return ATTACHED_REASON + "; the playground samples the newest checkpoint."
+    return (f"{key('leave_prompt')} leaves the prompt so letter keys act again. "
+            f"{PALETTE_KEY} opens the command palette.")
 
 
 class ActionCommands(Provider):

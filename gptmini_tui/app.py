@@ -23,9 +23,8 @@ from typing import Any
 
 from textual import on, work
 from textual.app import App
-from textual.binding import Binding
-
 from gptmini.session import RunSession
+from gptmini_tui import actions
 from gptmini_tui.messages import QuitReady, StopSignal
 from gptmini_tui.screens.main import MainScreen
 
@@ -35,7 +34,8 @@ class GPTMiniApp(App[int]):
     TITLE = "GPTMini"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+    BINDINGS = actions.app_bindings()
+    COMMAND_PALETTE_BINDING = actions.PALETTE_KEY
 
     def __init__(
         self,
@@ -93,8 +93,8 @@ class GPTMiniApp(App[int]):
         self.main.playground.cancel()
         session = self.session
         if session.is_active and session.steps_since_save > 0:
-            self.notify(f"saving {session.steps_since_save} unsaved step(s) before quitting… (q again: quit now)",
-                        title="quitting", timeout=30)
+            self.notify(f"saving {session.steps_since_save} unsaved step(s) before quitting… "
+                        f"({actions.key('quit')} again: quit now)", title="quitting", timeout=30)
             self.main.set_state("stopping", "saving before quit")
         self._stop_for_quit()
 

@@ -190,3 +190,28 @@ def test_attach_follows_another_runs_folder_and_samples_its_newest_checkpoint(ti
     with pytest.raises(GPTMiniError, match="belongs to the process"):
         session.save()
     assert session.poll() == []  # nothing new
+
+
+def test_attach_every_polls_on_a_thread_of_its_own_until_close(tmp_path):
+    import json
+    import threading
+
+    def write(*events: ev.Event) -> None:
+        with (tmp_path / "metrics.jsonl").open("a") as fh:
+            fh.writelines(json.dumps(e.to_record()) + "\n" for e in events)
+
+    (tmp_path / "metrics.jsonl").mkdir()  # unreadable: said once, and polled again
+    rec = Recorder()
+    session = session_with(rec)
+    session.attach(tmp_path, every=0.02)
+    warning = rec.wait_for(lambda e: isinstance(e, ev.Warning), timeout=30)
+    assert warning.message.startswith("cannot read the run's metrics:")
+    (tmp_path / "metrics.jsonl").rmdir()
+    write(ev.StateChanged(state="running", step=0), step(1))
+    rec.wait_for(lambda e: isinstance(e, ev.Step), timeout=30)  # no poll() called: the session's thread read it
+    write(step(2))  # what the other process writes later
+    rec.wait_for(lambda e: isinstance(e, ev.Step) and e.step == 2, timeout=30)
+    assert session.record.latest_step.step == 2 and session.state == "running"
+    assert len(rec.of(ev.Warning)) == 1
+    session.close(wait=30)
+    assert not [t for t in threading.enumerate() if t.name == "gptmini-follow"]

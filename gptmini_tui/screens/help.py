@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from gptmini_tui.actions import binding_hint
+
 
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
@@ -30,7 +32,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll() as vs:
             vs.border_title = "GPTMini keys"
-            vs.border_subtitle = "Esc closes"
+            vs.border_subtitle = binding_hint(self.BINDINGS)
             yield Static(self._table(), id="help-table")
 
     def _table(self) -> Table:

@@ -19,18 +19,18 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Static, TabPane
+from textual.widgets import Input, Static, TabPane
 
 from gptmini import events as ev
 from gptmini import fmt
 from gptmini.errors import GPTMiniError, error_text
 from gptmini.events import RunState
-from gptmini.runs import Comparison, RunIndex, find_run_folders
+from gptmini.runs import Comparison
 from gptmini.session import RunSession
 from gptmini_tui import actions
-from gptmini_tui.actions import ATTACHED_REASON, Action
+from gptmini_tui.actions import ATTACHED_REASON, Action, key
 from gptmini_tui.bridge import EngineBridge
-from gptmini_tui.messages import Saved, engine
+from gptmini_tui.messages import EngineMessage, Saved, engine
 from gptmini_tui.screens.confirm import ConfirmScreen
 from gptmini_tui.screens.help import HelpScreen
 from gptmini_tui.screens.new_run import NewRunScreen
@@ -38,6 +38,7 @@ from gptmini_tui.widgets import (
     CheckpointsPanel,
     Counters,
     EventLog,
+    KeyFooter,
     LossPlot,
     Panels,
     Playground,
@@ -53,7 +54,6 @@ from gptmini_tui.widgets.checkpoints import restore_question
 LOUD_SAVE_REASONS = {"manual", "quit", "new-run", "stop", "final"}  # automatic saves only go to the log
 ERROR_TITLES = {"nan": "loss is NaN", "oom": "out of memory", "data": "data error",
                 "checkpoint": "checkpoint error", "config": "configuration error"}
-GATED = ("toggle_pause", "save", "restore", "new_run")  # actions whose availability follows the run
 
 
 class MainScreen(Screen):
@@ -80,16 +80,12 @@ class MainScreen(Screen):
         self.checkpoints = CheckpointsPanel(lister=session.list_checkpoints, clock=clock, id="checkpoints")
         self.log_panel = EventLog(id="log")
         self.probs = ProbsView(source=session.sampling_source, id="probs")
-        self.compare = list(compare or [])  # put on the plot once this run trains (its start comes first)
         self.comparison = Comparison()
-        self.runs = RunsPanel(RunIndex(*self.compare), self.comparison, lambda: session.run_dir, clock=clock,
-                              id="runs")
+        self.runs = RunsPanel(list(compare or []), self.comparison, lambda: session.run_dir, clock=clock, id="runs")
         self.samples = SamplesPanel(id="samples")
-        self._shown_step: ev.Step | None = None
         self._compiling = False  # torch.compile runs in the first step: the state line says so until it ends
         self._error_detail = ""
         self._bindings_signature: tuple | None = None
-        self._polling = False
 
     @property
     def attached(self) -> bool:
@@ -114,7 +110,7 @@ class MainScreen(Screen):
                 with TabPane("Log", id="tab-log"):
                     yield self.log_panel
             yield self.probs
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.tabs.focus_targets = {"tab-play": self.playground.transcript, "tab-ckpt": self.checkpoints.table,
@@ -127,18 +123,9 @@ class MainScreen(Screen):
         if self.attached:
             self._start_attach()
             self.runs.index.add_root(self.attach_dir.parent)
+            self.runs.show_compared()
         else:
             self.begin_run(self.config, paused=self.start_paused)
-        if self.attached:
-            self._show_compared()
-
-    def _show_compared(self) -> None:
-        """Load the ``--compare`` runs onto the plot (once): reading millions of logged steps takes the
-        interpreter for seconds, so it waits until this run has trained a step, paused or ended."""
-        if not self.compare:
-            return
-        paths, self.compare = [p for root in self.compare for p in find_run_folders(root)], []
-        self.runs.show_paths(paths)
 
     # ================================================================= runs
     def begin_run(self, config: Any, paused: bool = False) -> None:
@@ -149,9 +136,9 @@ class MainScreen(Screen):
         """
         self.session.start(config, paused=paused)  # GPTMiniError while an old run is still going
         self.config = self.session.config
-        self._shown_step = None
         self.counters.reset()
-        self.set_state(RunState.STARTING, "press space to start once loaded" if paused else "loading data and model…")
+        self.set_state(RunState.STARTING, f"press {key('toggle_pause')} to start once loaded" if paused
+                       else "loading data and model…")
         self.header.set_loading("loading corpus, tokenizer and model…")
         self.checkpoints.clear()
         self.checkpoints.set_controls_enabled(True)
@@ -162,30 +149,17 @@ class MainScreen(Screen):
         self.header.set_loading(f"following {self.attach_dir}")
         self.notice.update(f"⇄ {ATTACHED_REASON} ({self.attach_dir.name!r}) · replies use its newest checkpoint")
         self.notice.display = True
-        self.session.attach(self.attach_dir)
+        self.session.attach(self.attach_dir, every=self.attach_interval)  # its thread posts what it reads
         self.set_state("attached")
         self.checkpoints.set_controls_enabled(False, ATTACHED_REASON)
         self.playground.weights_note = "newest checkpoint"
         self.playground.show_status()
-        self._poll()
-        self.set_interval(self.attach_interval, self._poll)
         self.set_interval(2.0, self.checkpoints.refresh_listing)
-
-    @work(thread=True, group="attach-poll", exit_on_error=False)
-    def _poll(self) -> None:
-        """Attach mode: read what the training process wrote (the events reach us through the bridge)."""
-        if self._polling:
-            return
-        self._polling = True
-        try:
-            self.session.poll()
-        finally:
-            self._polling = False
 
     def set_state(self, state: str, detail: str = "") -> None:
         self.counters.set_state(state, detail)
-        signature = tuple(self.available(actions.BY_NAME[name]) for name in GATED)
-        if signature != self._bindings_signature:  # the footer recomposes on every refresh_bindings()
+        signature = actions.refresh_signature(self.available)
+        if signature != self._bindings_signature:
             self._bindings_signature = signature
             self.refresh_bindings()
 
@@ -202,19 +176,19 @@ class MainScreen(Screen):
                 self.counters.set_state(self.session.state, f"no update for {fmt.duration(idle)}")
 
     def _update_counters(self, force: bool = False) -> None:
-        step = self.session.record.latest_step
-        if step is None or (step is self._shown_step and not force):
-            return
-        self._shown_step = step
-        self.counters.unsaved = self.session.steps_since_save
-        self.counters.show_step(step)
+        self.counters.show_step(self.session.record.latest_step, self.session.steps_since_save, force)
 
     # ======================================================== engine events
+    @on(EngineMessage)
+    def _log(self, message: EngineMessage) -> None:
+        """Every engine event has its line in the log (besides what its own handler below changes)."""
+        self.log_panel.add_event(message.event)
+
     @on(engine(ev.Step))
     def _step(self) -> None:
-        if self._shown_step is None:
+        if self.counters.newest is None:
             self._update_counters()  # the first step shows at once; later ones on the tick
-        self._show_compared()  # not under the check above: the tick may have shown the first step already
+        self.runs.show_compared()  # not under the check above: the tick may have shown the first step already
         if self._compiling:
             self._compiling = False
             if self.counters.state_label.state == RunState.RUNNING:
@@ -230,7 +204,6 @@ class MainScreen(Screen):
         self.playground.fit_vocab(e.vocab_size)
         self.playground.suggest_prompt(e.sample_prompt or "")
         self.probs.needs_prompt = e.tokenizer == "char"
-        self.log_panel.add_event(e)
         self.plot.maybe_redraw(force=True)
         self.checkpoints.refresh_listing()
         self.runs.index.add_root(Path(e.run_dir).parent)
@@ -242,8 +215,6 @@ class MainScreen(Screen):
         e: ev.DataProgress = message.event
         if e.done_bytes < e.total_bytes:
             self.set_state(RunState.STARTING, f"tokenising {e.label}: {100 * e.done_bytes // e.total_bytes}%")
-        else:
-            self.log_panel.add_event(e)
 
     @on(engine(ev.StateChanged))
     def _state_changed(self, message) -> None:
@@ -252,35 +223,30 @@ class MainScreen(Screen):
         if e.state == RunState.ERROR and not self.attached:
             detail = self._error_detail
         elif e.state == RunState.PAUSED and not self.attached:
-            detail = "press space to resume" if e.step else "press space to start"
+            detail = f"press {key('toggle_pause')} to {'resume' if e.step else 'start'}"
         elif e.state == RunState.RUNNING and self._compiling:
             detail = "compiling the model (torch.compile): the first step takes a while"
         self.set_state(e.state, detail)
         if e.state.ended and not self.attached:
-            self.checkpoints.set_controls_enabled(False, "the run has ended · n starts a new one")
+            self.checkpoints.set_controls_enabled(False, actions.RUN_ENDED)
         if e.state not in (RunState.RUNNING, RunState.STARTING):
-            self._show_compared()
+            self.runs.show_compared()
             self._update_counters(force=True)
-        if e.state not in (RunState.RUNNING, RunState.PAUSED):
-            self.log_panel.add_event(e)
 
     @on(engine(ev.Eval))
     def _eval(self, message) -> None:
         e: ev.Eval = message.event
         self.counters.show_eval(e.val_loss, e.best)
-        self.log_panel.add_event(e)
         self.session.refresh_sampling()
         self.probs.schedule(delay=0.5)
 
     @on(engine(ev.Sample))
     def _sample(self, message) -> None:
-        self.log_panel.add_event(message.event)
         self.playground.suggest_prompt(message.event.prompt)
 
     @on(engine(ev.CheckpointSaved))
     def _checkpoint_saved(self, message) -> None:
         e: ev.CheckpointSaved = message.event
-        self.log_panel.add_event(e)
         if not self.attached and set(e.reason.split("+")) & LOUD_SAVE_REASONS:
             self.notify(f"checkpoint saved: step {e.step:,} ({e.reason})", title="saved", timeout=3)
         self.checkpoints.refresh_listing()
@@ -289,7 +255,6 @@ class MainScreen(Screen):
     @on(engine(ev.CheckpointRestored))
     def _checkpoint_restored(self, message) -> None:
         e: ev.CheckpointRestored = message.event
-        self.log_panel.add_event(e)
         self.counters.show_restored(e.step, e.epoch, e.tokens_seen)
         self.plot.maybe_redraw(force=True)
         if not self.attached:
@@ -298,28 +263,25 @@ class MainScreen(Screen):
 
     @on(engine(ev.Warning))
     def _warning(self, message) -> None:
-        self.log_panel.add_event(message.event)
         if not self.attached:
             self.notify(message.event.message, severity="warning", timeout=6)
 
     @on(engine(ev.Error))
     def _error(self, message) -> None:
         e: ev.Error = message.event
-        self.log_panel.add_event(e)
         title = ERROR_TITLES.get(e.error_kind, "error")
         self.notify(e.message, title=title, severity="error", timeout=12)
         if e.fatal and not self.attached:
-            self._error_detail = f"{title} — see the log; n starts a new run"
+            self._error_detail = f"{title} — see the log; {key('new_run')} starts a new run"
             self.set_state(RunState.ERROR, self._error_detail)
 
     @on(engine(ev.Finished))
     def _finished(self, message) -> None:
         e: ev.Finished = message.event
-        self.log_panel.add_event(e)
         self._update_counters(force=True)
         if not self.attached and e.reason == "completed":
-            self.notify(f"training finished at step {e.step:,}; the playground keeps working, n starts a new run",
-                        title="finished", timeout=6)
+            self.notify(f"training finished at step {e.step:,}; the playground keeps working, {key('new_run')} "
+                        "starts a new run", title="finished", timeout=6)
 
     # =========================================================== pane facts
     @on(Playground.Changed)
@@ -341,14 +303,6 @@ class MainScreen(Screen):
         if newer is not None:
             self.playground.show_status(f"newer checkpoint {newer.name}: next reply uses it")
 
-    @on(Button.Pressed, "#save-btn")
-    def _save_button(self) -> None:
-        self.run_action("save")
-
-    @on(Button.Pressed, "#restore-btn")
-    def _restore_button(self) -> None:
-        self.run_action("restore")
-
     # ============================================================== gating
     @property
     def typing(self) -> bool:
@@ -360,13 +314,10 @@ class MainScreen(Screen):
 
     def on_key(self, event: events.Key) -> None:
         """A key whose action cannot run now says why, instead of doing nothing."""
-        if self.typing:
-            return
-        for action in actions.ACTIONS:
-            if event.key in action.keys.split(",") and not self.check_action(action.name, ()):
-                self.notify(actions.why_unavailable(action, attached=self.attached, state=self.session.state),
-                            severity="warning", timeout=3)
-                return
+        action = None if self.typing else actions.unavailable_key(event.key, lambda name: self.check_action(name, ()))
+        if action is not None:
+            self.notify(actions.why_unavailable(action, attached=self.attached, state=self.session.state),
+                        severity="warning", timeout=3)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         spec = actions.BY_NAME.get(action)
@@ -471,7 +422,7 @@ class MainScreen(Screen):
         if self.playground.generating:
             self.action_stop_generation()
         else:
-            self.notify("press q (or ctrl+q) to quit", title="quit?", timeout=3)
+            self.notify(f"press {key('quit')} (or {actions.QUIT_ANYWHERE}) to quit", title="quit?", timeout=3)
 
     def action_refresh_probs(self) -> None:
         self.session.refresh_sampling()
@@ -519,9 +470,7 @@ class MainScreen(Screen):
                     severity="information" if message.ok else "error", timeout=6)
 
     def action_help(self) -> None:
-        note = (ATTACHED_REASON + "; the playground samples the newest checkpoint." if self.attached
-                else "Esc leaves the prompt so letter keys act again. Ctrl+P opens the command palette.")
-        self.app.push_screen(HelpScreen(actions.help_sections(), note=note))
+        self.app.push_screen(HelpScreen(actions.help_sections(), note=actions.help_note(self.attached)))
 
     async def action_quit(self) -> None:
         await self.app.action_quit()

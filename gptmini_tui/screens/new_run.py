@@ -20,6 +20,7 @@ from gptmini.paths import check_run_paths
 from gptmini.presets import PRESETS, preset_default
 from gptmini.text.corpus import CORPUS_NAMES
 from gptmini.train_config import TrainConfig
+from gptmini_tui.actions import binding_hint, key_display
 
 FIELDS: list[tuple[str, str, str]] = [
     # (field, label, how to type it); the placeholder adds what a blank field means (``placeholder``)
@@ -81,8 +82,8 @@ class NewRunScreen(ModalScreen["object | None"]):
     """
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "submit", "Start run"),
+        Binding("escape", "cancel", "Cancel"),
     ]
 
     def __init__(self, base=None, note: str = "") -> None:
@@ -97,7 +98,7 @@ class NewRunScreen(ModalScreen["object | None"]):
         base = self.base
         with Vertical(id="form") as form:
             form.border_title = "New training run"
-            form.border_subtitle = "Enter/ctrl+s start · Esc cancel"
+            form.border_subtitle = f"{key_display('enter')}/{binding_hint(self.BINDINGS)}"  # Enter in a field
             with VerticalScroll(id="fields"):
                 if self.note:
                     yield Static(self.note, id="form-note")

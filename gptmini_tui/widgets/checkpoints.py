@@ -19,6 +19,7 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Static
 
 from gptmini import fmt
+from gptmini_tui.actions import key
 
 
 class CheckpointTable(DataTable):
@@ -53,10 +54,12 @@ class CheckpointsPanel(Vertical):
         self.infos: list = []
         self._generation = 0  # listings from before clear() are dropped
         self.table = CheckpointTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
-        self.save_button = Button("Save  s", id="save-btn", variant="primary", compact=True)
-        self.restore_button = Button("Restore  r", id="restore-btn", variant="warning", compact=True)
+        self.save_button = Button(f"Save  {key('save')}", id="save-btn", variant="primary", compact=True,
+                                  action="screen.save")
+        self.restore_button = Button(f"Restore  {key('restore')}", id="restore-btn", variant="warning", compact=True,
+                                     action="screen.restore")
         self.note = Static("", id="ckpt-note")
-        self.empty = Static("no checkpoints yet — press s to save one", id="ckpt-empty")
+        self.empty = Static(f"no checkpoints yet — press {key('save')} to save one", id="ckpt-empty")
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ckpt-buttons"):
@@ -168,7 +171,7 @@ class CheckpointsPanel(Vertical):
         """``(info, None)`` for the highlighted checkpoint, or ``(None, why it cannot be restored)``."""
         info = self.selected_info()
         if info is None:
-            return None, "no checkpoint to restore yet (s saves one)"
+            return None, f"no checkpoint to restore yet ({key('save')} saves one)"
         if info.error:
             return None, f"{info.name} is damaged: {info.error}"
         return info, None

@@ -64,7 +64,7 @@ class StateLabel(Static):
 
 
 class Counters(Vertical):
-    """Right-hand stats panel. ``show_step`` takes a ``Step`` event (latest value)."""
+    """Right-hand stats panel. ``show_step`` takes the newest ``Step`` event."""
 
     DEFAULT_CSS = """
     Counters { height: 1fr; padding: 0 1; }
@@ -76,8 +76,9 @@ class Counters(Vertical):
         # children are kept as attributes: updates never depend on a DOM query
         self.state_label = StateLabel(id="state")
         self._stats = Static(id="stats")
-        self.unsaved: int | None = None  # steps since the last checkpoint (set by the app)
+        self.unsaved: int | None = None  # steps since the last checkpoint (given with each step)
         self.started_at: float | None = None  # run start (wall clock), for the elapsed time
+        self.newest = None  # the newest step given (``_step`` is what shows: after a restore, where it continues)
         self._step = None
         self._val_loss: float | None = None
         self._val_best: float | None = None
@@ -99,6 +100,7 @@ class Counters(Vertical):
         self.state_label.set_state(state, detail)
 
     def reset(self, epochs: int | None = None) -> None:
+        self.newest = None
         self._step = None
         self._val_loss = None
         self._val_best = None
@@ -108,8 +110,13 @@ class Counters(Vertical):
     def set_epochs(self, epochs: int | None) -> None:
         self._epochs = epochs
 
-    def show_step(self, step) -> None:
-        self._step = step
+    def show_step(self, step, unsaved: int | None, force: bool = False) -> None:
+        """Show the newest step (None: none yet) and the steps since the last checkpoint; the step already
+        given again only with ``force`` (the unsaved count changed, or the run paused or ended)."""
+        if step is None or (step is self.newest and not force):
+            return
+        self.newest = self._step = step
+        self.unsaved = unsaved
         self.render_stats()
 
     def show_restored(self, step: int, epoch: int, tokens_seen: int) -> None:

@@ -9,6 +9,7 @@ from textual.widgets import RichLog
 
 from gptmini import events as ev
 from gptmini import fmt
+from gptmini.events import RunState
 
 LEVEL_STYLE = {
     "info": "",
@@ -48,7 +49,10 @@ class EventLog(RichLog):
         self.write(line)
 
     def add_event(self, event: ev.Event) -> None:
-        """Log one engine event in its line (``gptmini.fmt.event_line``, as the CLI prints it)."""
+        """Log one engine event in its line (``gptmini.fmt.event_line``, as the CLI prints it); running and
+        paused are left to the state line (a pause is not news)."""
+        if isinstance(event, ev.StateChanged) and event.state in (RunState.RUNNING, RunState.PAUSED):
+            return
         line = fmt.event_line(event)
         if line is not None:
             self.add(line.text, line.level, getattr(event, "time", None))

@@ -23,13 +23,16 @@ from textual.widgets import Input, Static
 
 from gptmini.errors import GPTMiniError, error_text
 from gptmini.sample.strategies import STRATEGIES, key_span, sampling_strategies
+from gptmini_tui.actions import key, keys
 from gptmini_tui.settings import PlaygroundSettings
 
 
 def transcript_hint() -> str:
-    """What the empty transcript says: how to prompt, and the key of every strategy."""
-    return ("Type a prompt below (i or / to focus it, Enter to generate). "
-            f"{key_span(list(STRATEGIES.values()))} pick {' / '.join(STRATEGIES)}, c compares them all, x stops.")
+    """What the empty transcript says: how to prompt, and the keys of the playground (the action table's,
+    and the strategies' from their registry)."""
+    return (f"Type a prompt below ({keys('focus_prompt')} to focus it, {key('submit_prompt')} to generate). "
+            f"{key_span(list(STRATEGIES.values()))} pick {' / '.join(STRATEGIES)}, {key('compare')} compares them "
+            f"all, {key('stop_generation')} stops.")
 
 
 class Reply(Static):
@@ -154,7 +157,8 @@ class Playground(Vertical):
         self.generating = False
         self.status = Static("", id="gen-status")
         self.transcript = VerticalScroll(id="transcript", can_focus=True)
-        self.prompt_input = Input(placeholder="prompt — Enter generates, Esc leaves", id="prompt")
+        self.prompt_input = Input(placeholder=f"prompt — {key('submit_prompt')} generates, {key('leave_prompt')} "
+                                              "leaves", id="prompt")
         self._replies: dict[int, Reply] = {}
         self._reply_seq = 0
         self._generation = 0
@@ -222,7 +226,7 @@ class Playground(Vertical):
         t.append(f"  max {self.settings.max_new_tokens} tok", style="dim")
         t.append(f"  · {self.weights_note}", style="dim")
         if self.generating:
-            t.append("  · generating… x stops", style="bold yellow")
+            t.append(f"  · generating… {key('stop_generation')} stops", style="bold yellow")
         if note:
             t.append(f"  · {note}", style="italic")
         self.status.update(t, layout=False)

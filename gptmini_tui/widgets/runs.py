@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from gptmini import fmt
-from gptmini.runs import Comparison, RunIndex, RunSummary, options_diff
+from gptmini.runs import Comparison, RunIndex, RunSummary, find_run_folders, options_diff
 from gptmini_tui.widgets.loss_plot import RUN_COLORS
 
 
@@ -47,10 +47,11 @@ class RunsPanel(Vertical):
     class CurvesChanged(Message):
         """The runs on the plot, or their curves, changed."""
 
-    def __init__(self, index: RunIndex, comparison: Comparison, current: Callable[[], Path | None],
+    def __init__(self, compare: list[Path], comparison: Comparison, current: Callable[[], Path | None],
                  clock=time.time, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.index = index
+        self.index = RunIndex(*compare)
+        self.compare = list(compare)  # the --compare roots whose runs go on the plot (show_compared)
         self.comparison = comparison
         self.current = current  # this run's folder (not toggled: it is always on the plot)
         self.clock = clock
@@ -160,9 +161,12 @@ class RunsPanel(Vertical):
         self.comparison.toggle(path)
         self.post_message(self.CurvesChanged())
 
-    def show_paths(self, paths: list[Path]) -> None:
-        """Put these runs on the plot (``--compare``), loading them on a worker."""
-        for path in paths:
+    def show_compared(self) -> None:
+        """Put the ``--compare`` runs on the plot (once), loading them on a worker. The screen asks once
+        this run has trained a step, paused or ended: finding and reading millions of logged steps holds
+        the interpreter for seconds, and this run's start comes first."""
+        roots, self.compare = self.compare, []
+        for path in [p for root in roots for p in find_run_folders(root)]:
             if path.resolve() not in self.comparison.shown:
                 self.comparison.color(path.resolve())
                 self._toggle(path)

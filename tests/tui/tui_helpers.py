@@ -8,8 +8,10 @@ long something takes.
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -119,3 +121,27 @@ def write_static_run(run_dir, steps: int = 240, *, floor: float = 1.6, finished:
     with (run_dir / "metrics.jsonl").open("w") as fh:
         for e in events:
             fh.write(json.dumps(e.to_record()) + "\n")
+
+
+_SVG_TEXT = re.compile(r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="[\d.]+" '
+                       r'clip-path="url\(#[\w-]+-line-(\d+)\)">([^<]*)</text>')
+
+
+def svg_lines(svg: str) -> list[str]:
+    """The text of a Textual screenshot (``App.export_screenshot``, or a snapshot's SVG), one string a row.
+
+    Rich writes each run of same-styled text at ``x = column * char_width``; blanks are not written.
+    """
+    char_width = 12.2  # rich's export_svg: a character is 20 x 0.61 wide
+    rows: dict[int, list[str]] = {}
+    for x, row, text in _SVG_TEXT.findall(svg):
+        line = rows.setdefault(int(row), [])
+        col, text = round(float(x) / char_width), html.unescape(text).replace("\xa0", " ")
+        line.extend(" " * (col + len(text) - len(line)))
+        line[col:col + len(text)] = text
+    return ["".join(rows.get(r, [])).rstrip() for r in range(max(rows, default=-1) + 1)]
+
+
+def screen_lines(app) -> list[str]:
+    """What the app's screen shows now, as text rows."""
+    return svg_lines(app.export_screenshot())
