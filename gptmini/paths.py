@@ -52,3 +52,21 @@ def check_writable_folder(path: Path, what: str) -> None:
         raise ConfigError(f"{what} {path}: cannot write in {existing} ({exc.strerror or exc})") from None
     if existing != path and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} {path}: cannot create folders in {existing}")
+
+
+def check_output_file(out: str | Path, *, force: bool, suffix: str | None = None, also: tuple[str, ...] = (),
+                      flag: str = "--out") -> Path:
+    """Refuse an output file before any work: another suffix than ``suffix``, an existing file without
+    ``force``, a folder, or a place that cannot be written (nothing is left behind). ``also`` names files
+    written beside it (a ``Modelfile``)."""
+    path = Path(out).expanduser()
+    if suffix is not None and path.suffix != suffix:
+        raise ConfigError(f"{flag} must end in {suffix}, got {out}")
+    for target in (path, *(path.with_name(name) for name in also)):
+        if target.is_dir():
+            raise ConfigError(f"{target} is a folder; give {flag} a file name such as "
+                              f"{target / ('out' + (suffix or ''))}")
+        if target.exists() and not force:
+            raise ConfigError(f"{target} exists; pass --force to overwrite it")
+    check_writable_folder(path.parent, flag)
+    return path

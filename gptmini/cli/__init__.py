@@ -9,13 +9,14 @@ from gptmini.errors import GPTMiniError
 
 
 def build_parser() -> Parser:
-    from gptmini.cli import checkpoints, plot, prepare, sample, train
+    from gptmini.cli import checkpoints, classify, plot, prepare, sample, train
 
     parser = Parser(prog="gptmini", description="Pretrain and sample a small GPT from scratch.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     train.add_parser(sub)
     sample.add_parser(sub)
     sub.choices["sample"].set_defaults(run=sample.run)
+    classify.add_parser(sub)
     checkpoints.add_parsers(sub)
     prepare.add_parser(sub)
     plot.add_parser(sub)

@@ -157,3 +157,39 @@ def collate_labelled(ids: list[np.ndarray], labels: list[int], pad_id: int, widt
         x[row, : len(t)] = t
         y[row, len(t) - 1] = label
     return torch.from_numpy(x), torch.from_numpy(y), int(sum(len(t) for t in ids))
+
+
+def read_rows(path: str | Path, text_column: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The rows of a CSV/TSV (with a header; without one its columns are named "0", "1", ...) or JSONL file as
+    dicts, for ``gptmini classify --file``; ``text_column`` must be among them."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"cannot read {path} ({exc})") from None
+    if path.suffix.lower() in (".jsonl", ".json"):
+        rows = [_json_object(path, number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+        header = list(rows[0]) if rows else []
+    else:
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        table = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if row]
+        header = [str(i) for i in range(len(table[0]))] if table and text_column.isdigit() else (table[:1] or [[]])[0]
+        body = table if text_column.isdigit() else table[1:]
+        for number, row in enumerate(body, 1 if text_column.isdigit() else 2):
+            if len(row) != len(header):
+                raise CorpusError(f"{path}, row {number}: {len(row)} fields where the file has {len(header)}")
+        rows = [dict(zip(header, row)) for row in body]
+    if text_column not in header:
+        raise CorpusError(f"{path} has no column {text_column!r} (its columns: {', '.join(header)}); name it with "
+                          f"--text-column")
+    return header, rows
+
+
+def _json_object(path: Path, number: int, line: str) -> dict[str, Any]:
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"{path} is not valid JSON Lines at line {number}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(item, dict):
+        raise CorpusError(f"{path}, line {number}: {type(item).__name__}, not an object")
+    return item

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gptmini.errors import CheckpointError, ConfigError
+from gptmini.paths import check_output_file
 from gptmini.interop.gguf_vocab import GGUFVocab, gguf_vocab, require_gguf
 from gptmini.model.config import ModelConfig
 
@@ -58,27 +59,6 @@ class GGUFWritten:
 def check_dtype(dtype: str) -> None:
     if dtype not in GGUF_DTYPES:
         raise ConfigError(f"unknown GGUF dtype {dtype!r}; choose one of: {', '.join(GGUF_DTYPES)}")
-
-
-def check_out_path(out: str | Path, *, force: bool, also: tuple[str, ...] = ()) -> Path:
-    """Refuse an output path before any work: wrong suffix, an existing file without ``force``, a folder, or
-    a place that cannot be written. ``also`` names files written beside it (e.g. ``Modelfile``)."""
-    path = Path(out).expanduser()
-    if path.suffix != ".gguf":
-        raise ConfigError(f"--out must end in .gguf, got {out}")
-    for target in (path, *(path.with_name(name) for name in also)):
-        if target.is_dir():
-            raise ConfigError(f"{target} is a folder; give --out a file name such as {target / 'model.gguf'}")
-        if target.exists() and not force:
-            raise ConfigError(f"{target} exists; pass --force to overwrite it")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = _tmp_name(path)
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"cannot write {path}: {e.strerror or e}") from None
-    return path
 
 
 def _tmp_name(path: Path) -> Path:
@@ -224,7 +204,7 @@ def export_gguf(path: str | Path, out: str | Path, *, dtype: str = "f32", force:
     check_dtype(dtype)
     check_template(template)
     require_gguf()
-    target = check_out_path(out, force=force, also=(MODELFILE,) if ollama else ())
+    target = check_output_file(out, force=force, suffix=".gguf", also=(MODELFILE,) if ollama else ())
     model = model_for_export(path)
     if model.task not in LM_TASKS:
         raise CheckpointError(f"{model.path} is a {model.task} checkpoint; llama.cpp runs language models only "

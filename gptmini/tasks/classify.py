@@ -183,10 +183,24 @@ class ClassifyTask(Task):
 
 def label_probabilities(model: torch.nn.Module, ids: np.ndarray | list[int]) -> torch.Tensor:
     """The label probabilities the model gives one text (from its last token)."""
+    return predict(model, [np.asarray(ids)], pad_id=0)[0]
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, texts: list[np.ndarray], pad_id: int, batch_size: int = 32) -> torch.Tensor:
+    """The label probabilities (texts, labels) of token-id texts, each cut to the context, in padded batches
+    whose logits are read at each text's last real token."""
     device = next(model.parameters()).device
     model.eval()
-    logits, _ = model(torch.as_tensor(np.asarray(ids)[None, -model.config.context_length:], device=device))
-    return torch.softmax(logits[0, -1].float(), dim=-1).cpu()
+    texts = [t[: model.config.context_length] for t in texts]
+    out = []
+    for i in range(0, len(texts), batch_size):
+        chunk = texts[i:i + batch_size]
+        x, y, _ = collate_labelled(chunk, [0] * len(chunk), pad_id)
+        logits, _ = model(x.to(device))
+        last = torch.tensor([len(t) - 1 for t in chunk], device=device)
+        out.append(torch.softmax(logits[torch.arange(len(chunk), device=device), last].float(), dim=-1).cpu())
+    return torch.cat(out)
 
 
 def loss_and_accuracy(model: torch.nn.Module, batches: list[Batch], device: torch.device,
