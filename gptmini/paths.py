@@ -68,5 +68,8 @@ def check_output_file(out: str | Path, *, force: bool, suffix: str | None = None
                               f"{target / ('out' + (suffix or ''))}")
         if target.exists() and not force:
             raise ConfigError(f"{target} exists; pass --force to overwrite it")
-    check_writable_folder(path.parent, flag)
+    try:
+        check_writable_folder(path.parent, flag)
+    except ConfigError as exc:
+        raise ConfigError(f"cannot write {path} ({exc})") from None
     return path
