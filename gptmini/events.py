@@ -124,6 +124,7 @@ class RunStarted(Event):
     optimizer: str = "adamw"  # adamw, or muon (for the blocks' matrices)
     compiled: bool = False  # torch.compile: the first step waits for the compilation
     task: str = "pretrain"  # what the run trains for (gptmini.tasks)
+    task_info: dict = field(default_factory=dict)  # the task's own description (its template, its labels, ...)
     trainable_params: int | None = None  # the parameters that train (fewer than n_params with LoRA or frozen layers)
     time: float = field(default_factory=_now)
 

@@ -387,6 +387,7 @@ class Trainer:
             run_name=self.run_name, run_dir=str(self.run_dir), model_config=self.model_config.to_dict(),
             n_params=self.model.num_params(), trainable_params=count_trainable(self.model), corpus=data.name, corpus_bytes=data.n_bytes,
             train_tokens=data.train_tokens, val_tokens=data.val_tokens, task=self.task.name,
+            task_info={**self.task.describe(), **data.extra},
             tokenizer=self.tokenizer.name, vocab_size=self.tokenizer.vocab_size,
             device=device_name(self.device), dtype=self.precision.dtype_name, batch_size=cfg.batch_size,
             grad_accum=cfg.grad_accum, world_size=self.ranks.world_size,
