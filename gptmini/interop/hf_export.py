@@ -67,16 +67,17 @@ def hf_config(cfg: ModelConfig, eot_id: int | None, task: dict[str, Any] | None 
     }
 
 
-def export_hf(path: str | Path, out_dir: str | Path) -> Path:
+def export_hf(path: str | Path, out_dir: str | Path, *, force: bool = False) -> Path:
     """Write the checkpoint at ``path`` (or a run folder's latest) as a transformers folder ``out_dir``."""
     from safetensors.torch import save_file
 
 
+    out = Path(out_dir).expanduser()
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
+        raise ConfigError(f"--out {out} exists and is not an empty folder; pick a new one, or pass --force to "
+                          f"replace it")
     model = model_for_export(path)
     cfg, tokenizer = model.config, model.tokenizer
-    out = Path(out_dir).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} exists and is not an empty folder; pick a new one")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -88,7 +89,7 @@ def export_hf(path: str | Path, out_dir: str | Path) -> Path:
                     {"bos_token_id": eot, "eos_token_id": eot, "do_sample": False, "max_length": cfg.context_length})
         _write_tokenizer(tokenizer, tmp, cfg.context_length)
         if out.exists():
-            out.rmdir()
+            shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
