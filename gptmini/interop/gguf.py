@@ -143,6 +143,7 @@ def write_gguf(state: dict[str, torch.Tensor], cfg: ModelConfig, tokenizer: Any,
     tensors, zeros = gguf_tensors(state, cfg)
     vocab = gguf_vocab(tokenizer)
     path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     result = GGUFWritten(path=path, dtype=dtype, n_tensors=len(tensors), context_length=cfg.context_length,
                          eot_text=vocab.eot_text, zero_biases=zeros)
