@@ -52,3 +52,14 @@ def check_writable_folder(path: Path, what: str) -> None:
         raise ConfigError(f"{what} {path}: cannot write in {existing} ({exc.strerror or exc})") from None
     if existing != path and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} {path}: cannot create folders in {existing}")
+
+
+def check_output_file(path: Path, force: bool, what: str = "--out") -> None:
+    """``path`` is a file that may be written: not there yet (or ``force``), in a folder that can be written
+    or created. Nothing is written."""
+    path = path.expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give a file name")
+    if path.exists() and not force:
+        raise ConfigError(f"{what} {path} exists; pass --force to overwrite it")
+    check_writable_folder(path.parent, f"{what} {path}: folder")
