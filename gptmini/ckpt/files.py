@@ -55,6 +55,18 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all, synced (a crash leaves the old file or the new one, never half)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        _write_bytes_synced(tmp, text.encode("utf-8"))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
 def read_pointer(run_dir: Path, pointer: str) -> str | None:
     try:
         return (run_dir / pointer).read_text().strip() or None
