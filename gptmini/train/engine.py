@@ -6,10 +6,11 @@ request_restore/snapshot``; all of them take effect between optimizer steps.
 Events go to subscribers synchronously on the training thread, so subscribers
 must be cheap (queue.put, post_message).
 
-The parts live beside it: the run's numbers are resolved by ``plan.plan_run``, losses and
-throughput are reported by ``meter.StepReporter``, saves are written by ``ckpt_writer``, and what
-a checkpoint records (and a resume puts back) is ``checkpoint.training_manifest`` /
-``checkpoint.apply_training_state``.
+What the run trains for is its ``Task`` (``tasks/``: its data, batches, evaluation, samples); the
+parts live beside the loop: the run's numbers are resolved by ``plan.plan_run``, losses and
+throughput are reported by ``meter.StepReporter``, saves are written by ``ckpt/writer.py``, and what
+a checkpoint records (and a resume puts back) is ``ckpt/state.py``'s ``training_manifest`` /
+``apply_training_state``.
 """
 
 from __future__ import annotations
