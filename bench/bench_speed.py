@@ -250,7 +250,7 @@ def main() -> int:
                   f"{statistics.median(x['tok_s'] for x in runs):,.1f} | {ratio} | "
                   f"{statistics.median(x['first_step_s'] for x in runs):.1f} |")
     if args.json:
-        args.json.write_text(json.dumps({"machine": describe_machine(), "args": vars(args), "results": results},
+        args.json.write_text(json.dumps({"machine": describe_machine(), "args": vars(args), "results": results}, default=str,
                                         indent=1))
     return 0
 
