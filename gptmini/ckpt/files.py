@@ -84,3 +84,20 @@ def _remove_dir(path: Path) -> None:
         return
     shutil.rmtree(trash, ignore_errors=True)
 
+
+
+def write_folder_atomic(out: Path, fill) -> Path:
+    """Make folder ``out`` whole or not at all: ``fill(tmp)`` writes into a hidden sibling, which then replaces
+    ``out`` (an existing one is removed only once the new one is complete)."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        fill(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

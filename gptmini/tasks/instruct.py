@@ -28,7 +28,7 @@ from gptmini.data.instructions import (
     read_records,
     tokenize_examples,
 )
-from gptmini.data.named import fetch_named_data
+from gptmini.data.named import data_file
 from gptmini.data.prompts import DEFAULT_STYLE, PROMPT_STYLES, PromptStyle, prompt_style
 from gptmini.data.splits import (
     SPLIT_FILE,
@@ -37,7 +37,7 @@ from gptmini.data.splits import (
     read_split,
     split_digest,
 )
-from gptmini.errors import ConfigError, CorpusError, GPTMiniError
+from gptmini.errors import CorpusError, GPTMiniError
 from gptmini.tasks.base import DataSummary, Emit, EvalResult, Task, mean_loss
 from gptmini.text.corpus import DOC_SEPARATOR
 
@@ -67,7 +67,8 @@ class InstructTask(Task):
     def load(self, tokenizer: Tokenizer | str, emit: Emit, resume_dir: Path | None = None) -> Tokenizer:
         cfg = self.config
         self._emit = emit
-        paths = {"train": data_path(cfg.data), "val": cfg.val_data, "test": cfg.test_data}
+        paths = {"train": data_file(cfg.data, task=self.name, kind="instructions"), "val": cfg.val_data,
+                 "test": cfg.test_data}
         records = {name: read_records(p) if p else None for name, p in paths.items()}
         saved = read_split(resume_dir) if resume_dir is not None else None
         self.split = saved or make_split(paths, {k: len(v) for k, v in records.items() if v is not None}, cfg.seed,
@@ -161,23 +162,6 @@ def respond(model: torch.nn.Module, tokenizer: Tokenizer, prompt: str, max_new_t
     stop = None if tokenizer.eot_id is not None else DOC_SEPARATOR
     settings = SamplingSettings(strategy="greedy", max_new_tokens=max_new_tokens, stop=stop)
     return Sampler(model, tokenizer).generate(prompt, settings).strip()
-
-
-def data_path(data: list[str] | None) -> str:
-    """The one instruction file ``--data`` names (a path, or the name of a known data set, downloaded once)."""
-    if not data:
-        raise ConfigError("--task instruct needs --data FILE: a .json or .jsonl of instruction/output records "
-                          "(or 'instruction-data', the book's 1,100 examples)")
-    if len(data) > 1:
-        raise ConfigError(f"--task instruct takes one --data file (got {len(data)}); give the validation and test "
-                          f"sets with --val-data and --test-data")
-    spec = data[0]
-    if Path(spec).expanduser().exists():
-        if Path(spec).suffix.lower() in (".txt", ".md"):
-            raise ConfigError(f"--task instruct reads instruction records (.json/.jsonl), not a text corpus like "
-                              f"{spec}; pre-train on text with --task pretrain")
-        return str(Path(spec).expanduser())
-    return str(fetch_named_data(spec, kind="instructions"))
 
 
 def _tokenizer_for(wanted: Tokenizer | str, records: dict[str, list[Record]], style: PromptStyle) -> Tokenizer:
