@@ -132,18 +132,16 @@ class InstructTask(Task):
                           train_loss=mean_loss(model, self.train_eval_set, device, precision))
 
     def samples(self, model: torch.nn.Module, step: int) -> list[ev.Event]:
-        out: list[ev.Event] = []
-        for rec in self.records["val"][:SAMPLE_EXAMPLES]:
-            try:
-                answer = respond(model, self.tokenizer, self.style.prompt(rec.instruction, rec.input),
-                                 self.config.sample_tokens)
-            except GPTMiniError as exc:
-                return [ev.Warning(message=f"sample skipped: {exc}", step=step)]
-            finally:
-                model.train()
-            shown = rec.instruction + (f"\n{rec.input}" if rec.input else "")
-            out.append(ev.Sample(step=step, prompt=shown, text=answer, reference=rec.output))
-        return out
+        shown = self.records["val"][:SAMPLE_EXAMPLES]
+        try:
+            replies = answers(model, self.tokenizer, [self.style.prompt(r.instruction, r.input) for r in shown],
+                              self.config.sample_tokens)
+        except GPTMiniError as exc:
+            return [ev.Warning(message=f"sample skipped: {exc}", step=step)]
+        finally:
+            model.train()
+        return [ev.Sample(step=step, prompt=rec.instruction + (f"\n{rec.input}" if rec.input else ""), text=reply,
+                          reference=rec.output) for rec, reply in zip(shown, replies)]
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "template": self.style.name, "mask_prompt": bool(self.config.mask_prompt),
@@ -152,6 +150,18 @@ class InstructTask(Task):
     @property
     def sample_prompt(self) -> str | None:
         return self.records["val"][0].instruction if self.records.get("val") else None
+
+
+def answers(model: torch.nn.Module, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """The model's greedy answers to formatted prompts, generated together (one batch through one KV cache),
+    each up to its end marker."""
+    from gptmini.sample.batch import generate_batch
+    from gptmini.sample.settings import SamplingSettings
+
+    ids = [tokenizer.encode(p)[-model.config.context_length:] for p in prompts]
+    done = generate_batch(model, ids, SamplingSettings(strategy="greedy", max_new_tokens=max_new_tokens),
+                          end=end_marker(tokenizer))
+    return [tokenizer.decode(g.ids).strip() for g in done]
 
 
 def respond(model: torch.nn.Module, tokenizer: Tokenizer, prompt: str, max_new_tokens: int) -> str:
