@@ -198,6 +198,8 @@ def test_fine_tuning_starts_from_the_users_own_pretrained_run(tasks_file, tmp_pa
     (["--task", "instruct", "--data", "{tasks}", "--lora-rank", "0"], "--lora-rank must be at least 1"),
     (["--task", "instruct", "--data", "{tasks}", "--template", "chatml"], "--template must be one of"),
     (["--task", "instruct", "--data", "nothing-here.json"], "not the name of a data set"),
+    (["--task", "instruct", "--data", "{tasks}", "--tokenizer", "char", "--context", "64"],
+     "every training example's prompt is longer than the context (64 tokens)"),
 ])
 def test_bad_fine_tuning_options_are_one_line(tmp_path, tasks_file, tiny_text, args, said):
     args = [a.format(text=tiny_text, tasks=tasks_file) for a in args]
