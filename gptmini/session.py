@@ -42,6 +42,7 @@ class SampleEntry:
     time: float
     strategy: str = "greedy"
     undone: bool = False  # a later restore (or resume) went back before it
+    reference: str | None = None  # what the model should have written (a fine-tuning task's validation example)
 
 
 @dataclass
@@ -90,7 +91,7 @@ class RunRecord(ev.Handler):
     def on_eval(self, e: ev.Eval) -> None:
         last = self.latest_step
         epoch = last.epochs_done if last is not None and last.step == e.step else float(e.epoch)
-        self.history.add_eval(e.step, e.tokens_seen, epoch, e.val_loss, e.time)
+        self.history.add_eval(e.step, e.tokens_seen, epoch, e.val_loss, e.time, e.metrics)
         self.latest_eval = e
 
     def on_run_started(self, e: ev.RunStarted) -> None:
@@ -105,7 +106,8 @@ class RunRecord(ev.Handler):
     def on_sample(self, e: ev.Sample) -> None:
         ev_ = self.latest_eval if self.latest_eval is not None and self.latest_eval.step == e.step else None
         tokens = ev_.tokens_seen if ev_ else (self.latest_step.tokens_seen if self.latest_step else 0)
-        self.samples.append(SampleEntry(e.step, tokens, ev_.val_loss if ev_ else None, e.prompt, e.text, e.time))
+        self.samples.append(SampleEntry(e.step, tokens, ev_.val_loss if ev_ else None, e.prompt, e.text, e.time,
+                                        reference=e.reference))
         self.samples_version += 1
 
     def _undo_samples_after(self, step: int) -> None:
@@ -353,6 +355,13 @@ class RunSession:
         with self._lock:
             self._sampling = source
         return source
+
+    @property
+    def snapshot_step(self) -> int | None:
+        """The step of the weights ``sampling_source`` would give now without taking a new snapshot (None: it
+        holds none); a front end compares it with what it shows to follow the live weights for free."""
+        with self._lock:
+            return self._sampling.step if self._sampling is not None else None
 
     def refresh_sampling(self) -> None:
         """The next ``sampling_source`` takes a new snapshot (the weights just changed a lot: an eval)."""

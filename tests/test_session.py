@@ -7,7 +7,7 @@ import pytest
 from gptmini import events as ev
 from gptmini.errors import GPTMiniError
 from gptmini.events import RunState
-from gptmini.history import LossHistory
+from gptmini.history import LossHistory, ViewOptions
 from gptmini.session import RunRecord, RunSession
 from tests.helpers import Recorder, tiny_config
 
@@ -60,6 +60,36 @@ def test_the_record_keeps_every_sample_and_marks_those_a_restore_undid():
     assert [s.text for s in record.samples] == ["words at 100", "words at 200", "words at 300"]  # none lost
 
 
+def test_the_record_keeps_a_fine_tuning_samples_reference_and_each_evaluations_metrics():
+    """What the console shows of a fine-tuning run: the answer beside the reference, and accuracy per
+    evaluation (on the plot beside the loss), rewound by a restore like the loss."""
+    record = RunRecord(LossHistory())
+    record.handle(ev.Eval(step=0, epoch=1, tokens_seen=0, val_loss=0.9, val_ppl=2.5, train_loss=0.9, best=True,
+                          metrics={"train_accuracy": 0.5, "val_accuracy": 0.45}))
+    record.handle(ev.Sample(step=0, prompt="the cat sat", text="pets (61%)", reference="pets"))
+    for i in range(1, 101):
+        record.handle(step(i))
+        if i % 50 == 0:
+            record.handle(ev.Eval(step=i, epoch=1, tokens_seen=i * 128, val_loss=0.5, val_ppl=1.6, train_loss=0.4,
+                                  best=True, metrics={"train_accuracy": 0.9, "val_accuracy": i / 110}))
+    assert [(s.prompt, s.text, s.reference) for s in record.samples] == [("the cat sat", "pets (61%)", "pets")]
+    record.handle(ev.Sample(step=100, prompt="ROMEO:", text=" the king"))
+    assert record.samples[-1].reference is None  # pre-training continues a prompt: no reference
+    history = record.history
+    assert list(history.metrics["val_accuracy"].step) == [0, 50, 100]
+    view = history.view(ViewOptions("steps"))
+    assert view.metrics["val_accuracy"] == ([0.0, 50.0, 100.0], [pytest.approx(0.45), pytest.approx(50 / 110),
+                                                                  pytest.approx(100 / 110)])
+    assert history.view(ViewOptions("steps", after_step=60)).metrics["train_accuracy"] == ([100.0],
+                                                                                        [pytest.approx(0.9)])
+    record.handle(ev.CheckpointRestored(step=60, epoch=1, tokens_seen=60 * 128, path="x"))
+    assert list(history.metrics["val_accuracy"].step) == [0, 50]
+    record.handle(step(40))  # a resume from an older step: the evaluations after it go too
+    assert list(history.metrics["train_accuracy"].step) == [0]
+    history.clear()
+    assert history.view(ViewOptions("steps")).metrics == {}
+
+
 def test_a_session_trains_pauses_saves_samples_restores_and_stops_with_the_last_step_saved(tiny_text, tmp_path):
     rec = Recorder()
     session = session_with(rec, snapshot_max_age=3600.0)
@@ -78,15 +108,17 @@ def test_a_session_trains_pauses_saves_samples_restores_and_stops_with_the_last_
     assert session.record.last_saved == saved and session.steps_since_save == 0
     assert [i.step for i in session.list_checkpoints()] == [paused_at]
 
+    assert session.snapshot_step is None  # no snapshot taken yet
     first = session.sampling_source()
     assert first.step == paused_at and first.label == "live" and not first.model.training
+    assert session.snapshot_step == paused_at  # what the next sampling_source gives without a new snapshot
     assert session.sampling_source() is first  # cached while the weights have not moved
     session.resume()
     assert not session.pause_requested
     rec.wait_for(lambda e: isinstance(e, ev.Step) and e.step >= paused_at + 5)
     assert session.sampling_source() is first  # younger than snapshot_max_age
     session.refresh_sampling()  # an evaluation: take the newer weights next time
-    assert session.sampling_source().step > paused_at
+    assert session.sampling_source().step > paused_at and session.snapshot_step > paused_at
 
     rewound: list[int | None] = []
     session.subscribe(lambda e: rewound.append(session.history.last_step)
