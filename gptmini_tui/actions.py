@@ -120,7 +120,7 @@ ACTIONS: tuple[Action, ...] = (
            "Compare strategies", tasks=GENERATES),
     Action("toggle_formatted", "f", "Formatted", "show / hide the formatted prompt (the instruction in the run's "
            "template, as the model reads it)", "Playground", "Show the formatted prompt", tasks=("instruct",)),
-    Action("stop_generation", "x", "Stop", "stop generating", "Playground", "Stop generation"),
+    Action("stop_generation", "x", "Stop", "stop generating", "Playground", "Stop generation", tasks=GENERATES),
     *(Action(f"strategy({s.name!r})", s.key, s.name, s.help, "Playground", f"Strategy: {s.name}", group="strategy",
              tasks=GENERATES)
       for s in STRATEGIES.values()),

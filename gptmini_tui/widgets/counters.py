@@ -154,15 +154,20 @@ class Counters(Vertical):
         self._final = dict(metrics)
         self.render_stats()
 
-    def _task_rows(self) -> list[tuple[str, str, str, str]]:
-        """A classifier's accuracy: train and validation at the newest evaluation, test once it completed."""
-        m, rows = self._metrics, []
+    def _task_row(self) -> list[tuple[str, str, str, str]]:
+        """A classifier's accuracy at the newest evaluation, under the losses (train | val columns)."""
+        m = self._metrics
         if "train_accuracy" in m or "val_accuracy" in m:
-            rows.append(("acc", pct(m.get("train_accuracy")), "val acc", pct(m.get("val_accuracy"))))
+            return [("acc", pct(m.get("train_accuracy")), "val", pct(m.get("val_accuracy")))]
+        return []
+
+    def _speed_row(self, s) -> tuple[str, str, str, str]:
+        """Speed and time left; once the run completed with a test accuracy, that instead (nothing is left)."""
         if "test_accuracy" in self._final:
-            final = self._final
-            rows.append(("test acc", pct(final["test_accuracy"]), "test", fmt.loss(final.get("test_loss"))))
-        return rows
+            return ("test", pct(self._final["test_accuracy"]), "", "")
+        if s is None:
+            return ("tok/s", "–", "ETA", "–")
+        return ("tok/s", fmt.human_count(s.tok_per_s, 1), "ETA", fmt.duration(s.eta_s))
 
     def _format_rows(self, rows: list[tuple[str, str, str, str]], width: int) -> Text:
         """Two label/value column pairs in fixed widths (much cheaper than a Rich Table per update)."""
@@ -173,9 +178,9 @@ class Counters(Vertical):
         for i, (l1, v1, l2, v2) in enumerate(rows):
             if i:
                 out.append("\n")
-            out.append(l1.ljust(lw)[:lw], style="dim")
+            out.append(l1.ljust(lw), style="dim")
             out.append(v1.rjust(vw)[-vw:] + " ")
-            out.append(l2.ljust(lw - 1)[:lw - 1], style="dim")
+            out.append(l2.ljust(lw - 1), style="dim")
             out.append(v2.rjust(width - half - lw + 1)[-(width - half - lw + 1):])
         return out
 
@@ -191,18 +196,18 @@ class Counters(Vertical):
             rows.append(("step", "–", "epoch", f"–/{self._epochs or '–'}"))
             rows.append(("batch", "–", "tokens", "–"))
             rows.append(("loss", "–", "val", fmt.loss(self._val_loss)))
-            rows += self._task_rows()
+            rows += self._task_row()
             rows.append(("ppl", "–", "lr", "–"))
-            rows.append(("tok/s", "–", "ETA", "–"))
+            rows.append(self._speed_row(None))
         else:
             epochs = self._epochs or max(1, math.ceil(s.total_steps / max(1, s.batches_per_epoch)))
             rows.append(("step", f"{s.step:,}", "epoch", f"{s.epoch}/{epochs}"))
             rows.append(("batch", f"{s.batch}/{s.batches_per_epoch}", "tokens", fmt.human_count(s.tokens_seen)))
             rows.append(("loss", fmt.loss(s.loss_smooth), "val", fmt.loss(self._val_loss)))
-            rows += self._task_rows()
+            rows += self._task_row()
             ppl_src = self._val_loss if self._val_loss is not None else s.loss_smooth
             rows.append(("ppl", fmt.perplexity(ppl_src), "lr", fmt.lr(s.lr)))
-            rows.append(("tok/s", fmt.human_count(s.tok_per_s, 1), "ETA", fmt.duration(s.eta_s)))
+            rows.append(self._speed_row(s))
             if s.mfu is not None or s.gpu_mem_gb is not None:
                 rows.append((
                     "MFU", "–" if s.mfu is None else f"{100 * s.mfu:.1f}%",

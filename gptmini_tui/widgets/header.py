@@ -52,7 +52,7 @@ class RunHeader(Static):
         trainable = started.trainable_params
         if trainable is not None and trainable != started.n_params:
             self._info["params"] = (f"{fmt.human_count(trainable, 1)} of {fmt.human_count(started.n_params, 1)} "
-                                    "params train")
+                                    "params trainable")
         self._render_header()
 
     def _render_header(self) -> None:

@@ -162,8 +162,10 @@ class LossPlot(PlotextPlot):
         self.border_title = f"loss · x: {o.axis}" + "".join(f" · {x}" for x in extras)
         legend = "[rgb(125,125,160)]━ train[/] [rgb(64,196,255)]━ smoothed[/] [rgb(255,170,40)]● val[/]"
         for name in self.metric_names:
-            label, (r, g, b), _marker = ACCURACY[name]
-            legend += f" [rgb({r},{g},{b})]━ {label} (right)[/]"
+            label, (r, g, b), marker = ACCURACY[name]
+            legend += f" [rgb({r},{g},{b})]{'━' if marker == 'braille' else marker} {label}[/]"
+        if self.metric_names:
+            legend += " (right)"
         for curve in self.curves.values():
             r, g, b = curve.color
             legend += f" [rgb({r},{g},{b})]━ {curve.name}[/]"

@@ -58,10 +58,11 @@ class Playground(Vertical):
     Playground #gen-status { height: 1; padding: 0 1; background: $boost; }
     Playground #transcript { height: 1fr; padding: 0 0; scrollbar-size-vertical: 1; }
     Playground #transcript-hint { color: $text-muted; padding: 0 1; }
-    Playground #prompt-preview { display: none; height: auto; max-height: 12; padding: 0 1; background: $boost; }
+    Playground #prompt-preview { display: none; height: auto; max-height: 50%; background: $boost; }
+    Playground #prompt-preview > Static { padding: 0 1; }
     Playground #prompt-row { height: 3; }
-    Playground #prompt { height: 3; width: 1fr; }
-    Playground #prompt-input { display: none; height: 3; width: 2fr; }
+    Playground #prompt { height: 3; width: 2fr; }
+    Playground #prompt-input { display: none; height: 3; width: 1fr; }
     """
 
     MAX_REPLIES = 60  # the transcript keeps the newest replies
@@ -127,7 +128,8 @@ class Playground(Vertical):
         self.status = Static("", id="gen-status")
         self.transcript = VerticalScroll(id="transcript", can_focus=True)
         self.hint = Static(transcript_hint(), id="transcript-hint")
-        self.preview = Static("", id="prompt-preview")
+        self.preview = VerticalScroll(id="prompt-preview", can_focus=False)  # its end in view: the instruction, the response head
+        self.preview_text = Static("")
         self.prompt_input = Input(placeholder=self._placeholder(), id="prompt")
         self.extra_input = Input(placeholder=f"input (optional) — {key('submit_prompt')} answers", id="prompt-input")
         self._replies: dict[int, Reply | Verdict] = {}
@@ -139,7 +141,8 @@ class Playground(Vertical):
         yield self.status
         with self.transcript:
             yield self.hint
-        yield self.preview
+        with self.preview:
+            yield self.preview_text
         with Horizontal(id="prompt-row"):
             yield self.prompt_input
             yield self.extra_input
@@ -191,7 +194,8 @@ class Playground(Vertical):
         if shown:
             text = Text(f"the model reads ({self.mode.template} template):\n", style="dim")
             text.append(self.model_prompt(), style="italic")
-            self.preview.update(text)
+            self.preview_text.update(text)
+            self.preview.call_after_refresh(self.preview.scroll_end, animate=False)
 
     # ---------------------------------------------------------------- knobs
     def set_strategy(self, strategy: str) -> None:

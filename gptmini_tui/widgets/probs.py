@@ -59,6 +59,7 @@ class ProbsView(Static):
         weights_step: int | None = None
         error: str | None = None
         seconds: float = 0.0  # how long the worker took (the snapshot and the forward)
+        prompt: str = ""  # what it was computed for
 
     def __init__(self, source: Callable[[], Any] | None = None, **kwargs) -> None:
         super().__init__("", **kwargs)
@@ -69,6 +70,7 @@ class ProbsView(Static):
         self.candidates: list = []
         self.label = ""
         self.weights_step: int | None = None
+        self.shown_prompt: str | None = None  # the prompt the candidates shown were computed for
         self.mode = TaskMode()
         self.message = self._hint()
         self._request = 0
@@ -161,7 +163,7 @@ class ProbsView(Static):
         except Exception as exc:
             self.post_message(self.Ready(request, label, error=error_text(exc)))
             return
-        self.post_message(self.Ready(request, label, cands, src.step, seconds=time.perf_counter() - t0))
+        self.post_message(self.Ready(request, label, cands, src.step, seconds=time.perf_counter() - t0, prompt=prompt))
 
     @on(Ready)
     def _ready(self, message: Ready) -> None:
@@ -174,6 +176,7 @@ class ProbsView(Static):
             self.show_message(message.error)
         else:
             self.show_candidates(message.candidates, message.label, message.weights_step)
+            self.shown_prompt = message.prompt
         step = f" · step {message.weights_step:,}" if message.weights_step is not None else ""
         self.border_title = f"{self.title}{step}"
 
@@ -181,6 +184,7 @@ class ProbsView(Static):
 
     def show_message(self, message: str) -> None:
         self.candidates = []
+        self.shown_prompt = None
         self.message = message
         self._show()
 
