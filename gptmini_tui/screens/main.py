@@ -158,10 +158,7 @@ class MainScreen(Screen):
         self.set_interval(2.0, self.checkpoints.refresh_listing)
 
     def set_state(self, state: str, detail: str = "") -> None:
-        self.counters.set_state(state, detail)
-        self._follow_bindings()
-
-    def _follow_bindings(self) -> None:  # the footer follows the run's state and task
+        self.counters.set_state(state, detail)  # the footer follows (the task too: a state follows RunStarted)
         signature = actions.refresh_signature(self.available)
         if signature != self._bindings_signature:
             self._bindings_signature = signature
@@ -208,7 +205,6 @@ class MainScreen(Screen):
         for pane in (self.playground, self.samples):
             pane.set_mode(mode)
         self.probs.set_mode(mode, needs_prompt=e.tokenizer == "char")
-        self._follow_bindings()
         self.playground.fit_vocab(e.vocab_size)
         self.playground.suggest_prompt(e.sample_prompt or "")
         self.plot.maybe_redraw(force=True)

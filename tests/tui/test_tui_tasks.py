@@ -22,6 +22,7 @@ from gptmini.train.engine import Trainer
 from gptmini.train_config import TrainConfig
 from gptmini_tui.app import GPTMiniApp
 from gptmini_tui.settings import PlaygroundSettings
+from gptmini_tui.widgets import KeyFooter
 from gptmini_tui.widgets.counters import pct
 from gptmini_tui.widgets.reply import Reply, Verdict
 from tests.test_classify import labelled_rows
@@ -114,8 +115,10 @@ async def test_an_instruction_run_names_its_template_and_shows_answers_beside_re
             assert sample.reference and f"▸ {sample.prompt.splitlines()[0]}" in shown
             answer = sample.text.replace("\n", "\n" + " " * 13)  # its later lines under its first
             assert f"reference  {sample.reference}" in shown and f"answer     {answer}" in shown
-        # the formatted-prompt key belongs to an instruction run
+        # the formatted-prompt key belongs to an instruction run: in its footer
         assert main.check_action("toggle_formatted", ()) is True and main.check_action("compare", ()) is True
+        footer = main.query_one(KeyFooter)
+        await wait_until(pilot, lambda: "Formatted" in [e.label for e in footer.shown], 30, "f in the footer")
 
 
 async def test_the_playground_answers_an_instruction_up_to_end_of_text(tasks_file, answering_run, tmp_path):
@@ -201,6 +204,8 @@ async def test_a_classifier_run_shows_its_labels_the_bars_and_accuracy(labels_fi
         assert verdict.best.label in verdict.status and "█" in str(verdict.render())
         # no sampling strategies for a classifier: the keys say so
         assert main.check_action("compare", ()) is False and main.check_action("strategy", ()) is False
+        footer = main.query_one(KeyFooter)
+        assert footer.shown and not {"Compare", "strategy", "Stop"} & {e.label for e in footer.shown}
         await press(pilot, "escape", until=lambda: not main.typing, what="the prompt to lose focus")
         await press(pilot, "c", until=lambda: any("only in pre-training or instruction runs" in m for _s, m in notes),
                     what="why c does nothing")
