@@ -152,7 +152,7 @@ class _EventLines(ev.Handler):
         train = f"train loss {loss(e.train_loss)}, " if e.train_loss is not None else ""
         best = " ★ best" if e.best else ""
         return Line("eval", Text(f"step {e.step:,}, epoch {e.epoch}: {train}val loss {loss(e.val_loss)}, "
-                                 f"perplexity {perplexity(e.val_loss)}{best}"))
+                                 f"perplexity {perplexity(e.val_loss)}{metrics(e.metrics)}{best}"))
 
     def on_sample(self, e: ev.Sample) -> Line:
         text = Text(f"step {e.step:,} sample: ")
@@ -183,8 +183,15 @@ class _EventLines(ev.Handler):
 
     def on_finished(self, e: ev.Finished) -> Line:
         return Line("info", Text(
-            f"run finished ({e.reason}) at step {e.step:,}: loss {loss(e.loss)}, val loss {loss(e.val_loss)}, "
-            f"{duration(e.elapsed_s)}, {e.tokens_seen:,} tokens"))
+            f"run finished ({e.reason}) at step {e.step:,}: loss {loss(e.loss)}, val loss {loss(e.val_loss)}"
+            f"{metrics(e.metrics)}, {duration(e.elapsed_s)}, {e.tokens_seen:,} tokens"))
+
+
+def metrics(values: dict[str, float]) -> str:
+    """A task's own measures after the losses: ``, train accuracy 91.2 %, val accuracy 90.0 %``."""
+    shown = [f"{name.replace('_', ' ')} {value:.1%}" if name.endswith("accuracy") else
+             f"{name.replace('_', ' ')} {value:.3f}" for name, value in values.items()]
+    return "".join(f", {s}" for s in shown)
 
 
 def option_value(value) -> str:

@@ -1,6 +1,6 @@
 """GPTMini's terminal training console (Textual).
 
-Only UI lives here: the app subscribes to the engine's typed events and calls
-the public API of the library (``gptmini.session``, ``gptmini.sample``,
-``gptmini.ckpt``, ``gptmini.metrics``).
+Only UI lives here: the app reaches a run through ``gptmini.session.RunSession`` (its events and requests) and
+uses the library's shared helpers (``events``, ``fmt``, ``history``, ``runs``, ``sample``, the option table);
+docs/ARCHITECTURE.md says which and why.
 """

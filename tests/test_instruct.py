@@ -149,6 +149,12 @@ def test_instruct_training_learns_counts_targets_and_shows_answers(tasks_file, t
     assert len(set(gaps)) > 1 and all(0 < g < 4 * 191 for g in gaps)
     samples = rec.of(ev.Sample)
     assert samples and all(s.reference is not None and s.reference.startswith("It is") for s in samples)
+    from gptmini.tasks.instruct import answers, respond
+
+    model, style = trainer.snapshot().model, PROMPT_STYLES["alpaca"]
+    prompts = [style.prompt(r["instruction"], r["input"]) for r in RECORDS[:5]]
+    # the samples' answers are generated together; each equals the one-prompt answer
+    assert answers(model, trainer.tokenizer, prompts, 12) == [respond(model, trainer.tokenizer, p, 12) for p in prompts]
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert [len(split[k]["indices"]) for k in ("train", "test", "val")] == [41, 4, 4]
     config = json.loads((tmp_path / "run" / "config.json").read_text())

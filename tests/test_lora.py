@@ -149,3 +149,38 @@ def test_a_lora_run_resumes_exactly_and_refuses_another_base(tiny_text, pretrain
 def test_muon_and_lora_do_not_mix():
     with pytest.raises(ConfigError, match="use --optimizer adamw with --lora-rank"):
         TrainConfig(lora_rank=4, optimizer="muon")
+
+
+@pytest.mark.parametrize("targets", ["all", "attn"])
+def test_the_peft_adapter_loads_onto_the_exported_base_with_the_same_logits(tiny_text, pretrained, tmp_path, targets):
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    Trainer(lora_config(tiny_text, pretrained, tmp_path / "lora", lora_targets=targets, dropout=0.0)).run()
+
+    def export(*args):
+        out = subprocess.run([sys.executable, "-m", "gptmini", "export", *args], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+
+    export(str(pretrained), "--format", "hf", "--out", str(tmp_path / "base"))
+    export(str(tmp_path / "lora"), "--format", "peft", "--out", str(tmp_path / "adapter"))
+    from gptmini.ckpt.state import load_for_inference
+
+    ours, _, _ = load_for_inference(tmp_path / "lora")
+    x = torch.randint(0, ours.config.vocab_size, (2, 20))
+    base = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "base").eval()
+    with torch.no_grad():
+        mine, plain = ours(x)[0], base(x).logits
+        assert not torch.allclose(mine, plain, atol=1e-3)  # the adapters change the outputs
+        theirs = peft.PeftModel.from_pretrained(base, tmp_path / "adapter").eval()  # (adds them to base in place)
+        assert torch.allclose(theirs(x).logits, mine, atol=1e-5)
+    merged = tmp_path / "merged"
+    export(str(tmp_path / "lora"), "--format", "hf", "--out", str(merged))  # LoRA merged: the same model
+    with torch.no_grad():
+        assert torch.allclose(transformers.AutoModelForCausalLM.from_pretrained(merged)(x).logits, mine, atol=1e-5)
+
+
+def test_peft_export_of_a_run_without_lora_is_one_line(pretrained, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "gptmini", "export", str(pretrained), "--format", "peft", "--out",
+                          str(tmp_path / "a")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "has no LoRA adapters" in out.stderr and out.stderr.count("\n") == 1

@@ -71,6 +71,29 @@ def test_kv_cache_matches_full_forward():
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+def test_left_padding_with_positions_and_a_mask_changes_no_real_token():
+    """Rows of different lengths in one batch (batched generation): each row left-padded, its positions from 0
+    at its first real token, padding masked out of every view; then a step through the cache."""
+    torch.manual_seed(0)
+    m = GPT(tiny()).eval()
+    rows = [torch.randint(0, 70, (n,)) for n in (9, 4, 1)]
+    width = 9
+    idx = torch.stack([torch.cat([torch.zeros(width - len(r), dtype=torch.long), r]) for r in rows])
+    pads = torch.tensor([[width - len(r)] for r in rows])
+    cols = torch.arange(width)
+    valid = cols >= pads
+    mask = (cols[None, :] <= cols[:, None]) & valid[:, None, :] | torch.eye(width, dtype=torch.bool)
+    cache = m.new_cache(batch=3)
+    logits, _ = m(idx, cache=cache, positions=(cols - pads).clamp(min=0), attn_mask=mask[:, None])
+    nxt = torch.tensor([[5], [6], [7]])
+    step, _ = m(nxt, cache=cache, positions=pads.new_tensor([[len(r)] for r in rows]),
+                attn_mask=torch.cat([valid, torch.ones(3, 1, dtype=torch.bool)], 1)[:, None, None])
+    for i, r in enumerate(rows):
+        alone, _ = m(torch.cat([r, nxt[i]])[None])
+        torch.testing.assert_close(logits[i, width - len(r):], alone[0, :-1], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(step[i, 0], alone[0, -1], atol=1e-5, rtol=1e-5)
+
+
 def test_sequence_longer_than_context_is_a_clear_error():
     m = GPT(tiny())
     with pytest.raises(ValueError, match="longer than the context length 24"):

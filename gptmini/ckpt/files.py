@@ -55,6 +55,18 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all, synced (a crash leaves the old file or the new one, never half)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        _write_bytes_synced(tmp, text.encode("utf-8"))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
 def read_pointer(run_dir: Path, pointer: str) -> str | None:
     try:
         return (run_dir / pointer).read_text().strip() or None
@@ -72,3 +84,20 @@ def _remove_dir(path: Path) -> None:
         return
     shutil.rmtree(trash, ignore_errors=True)
 
+
+
+def write_folder_atomic(out: Path, fill) -> Path:
+    """Make folder ``out`` whole or not at all: ``fill(tmp)`` writes into a hidden sibling, which then replaces
+    ``out`` (an existing one is removed only once the new one is complete)."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        fill(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

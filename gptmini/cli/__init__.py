@@ -1,4 +1,4 @@
-"""``gptmini`` command line: train, sample, checkpoints, export, prepare, plot."""
+"""``gptmini`` command line: train, sample, respond, checkpoints, export, prepare, plot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from gptmini.errors import GPTMiniError
 
 
 def build_parser() -> Parser:
-    from gptmini.cli import checkpoints, classify, plot, prepare, sample, train
+    from gptmini.cli import checkpoints, classify, plot, prepare, respond, sample, train
 
     parser = Parser(prog="gptmini", description="Pretrain and sample a small GPT from scratch.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -17,6 +17,7 @@ def build_parser() -> Parser:
     sample.add_parser(sub)
     sub.choices["sample"].set_defaults(run=sample.run)
     classify.add_parser(sub)
+    respond.add_parser(sub)
     checkpoints.add_parsers(sub)
     prepare.add_parser(sub)
     plot.add_parser(sub)

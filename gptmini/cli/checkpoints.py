@@ -23,17 +23,18 @@ def add_parsers(sub) -> None:
                                    "optimizer) to one .safetensors file; --format hf writes a folder that "
                                    "transformers' GPT2LMHeadModel and AutoTokenizer load, with the same outputs; "
                                    "--format gguf writes one .gguf file that llama.cpp and Ollama run "
-                                   "(architecture gpt2, with the tokenizer).")
+                                   "(architecture gpt2, with the tokenizer); --format peft writes a LoRA run's "
+                                   "adapters alone, for PEFT. LoRA adapters are merged into every other format.")
     e.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its latest)")
-    e.add_argument("--format", choices=("weights", "hf", "gguf"), default="weights",
+    e.add_argument("--format", choices=("weights", "hf", "gguf", "peft"), default="weights",
                    help="weights: one .safetensors file; hf: a transformers folder (config, weights, tokenizer); "
-                        "gguf: one file for llama.cpp / Ollama")
+                        "gguf: one file for llama.cpp / Ollama; peft: a LoRA run's adapter folder")
     e.add_argument("--out", required=True, metavar="FILE.safetensors|DIR|FILE.gguf")
     e.add_argument("--dtype", choices=GGUF_DTYPES, default=None,
                    help="gguf only: how the weight matrices are stored (default f32; norms and biases stay f32)")
     e.add_argument("--ollama", action="store_true",
                    help="gguf only: also write an Ollama Modelfile beside the .gguf file")
-    e.add_argument("--force", action="store_true", help="gguf only: overwrite an existing output file")
+    e.add_argument("--force", action="store_true", help="overwrite an existing output file or folder")
     e.set_defaults(run=run_export)
 
 
@@ -72,24 +73,30 @@ def run_list(args) -> int:
 
 def run_export(args) -> int:
     if args.format != "gguf":
-        given = [flag for flag, on in (("--dtype", args.dtype is not None), ("--ollama", args.ollama),
-                                       ("--force", args.force)) if on]
+        given = [flag for flag, on in (("--dtype", args.dtype is not None), ("--ollama", args.ollama)) if on]
         if given:
             raise ConfigError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to --format gguf")
     if args.format == "gguf":
         return _export_gguf(args)
+    if args.format == "peft":
+        from gptmini.interop.peft import export_peft
+
+        out = export_peft(args.checkpoint, args.out, force=args.force)
+        print(f"wrote {out}/ (adapter_model.safetensors, adapter_config.json); load it onto the base model exported "
+              f"with --format hf: peft.PeftModel.from_pretrained(base, {str(out)!r})")
+        return 0
     if args.format == "hf":
         from gptmini.interop.hf_export import export_hf
 
         if args.out.endswith(".safetensors"):
             raise CheckpointError(f"--format hf writes a folder; give --out a folder name, not {args.out}")
-        out = export_hf(args.checkpoint, args.out)
+        out = export_hf(args.checkpoint, args.out, force=args.force)
         print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))}); load it with "
               f"transformers.GPT2LMHeadModel.from_pretrained({str(out)!r})")
         return 0
     from gptmini.interop.weights import export_weights
 
-    out = export_weights(args.checkpoint, args.out)
+    out = export_weights(args.checkpoint, args.out, force=args.force)
     print(f"wrote {out} ({fmt.human_bytes(out.stat().st_size)})")
     return 0
 

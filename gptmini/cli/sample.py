@@ -11,16 +11,16 @@ import sys
 import time
 from typing import Any
 
+from gptmini.cli.sampling_options import (
+    add_device_option,
+    add_sampling_options,
+    resolve_device,
+    settings_from_options,
+    validate_settings,
+)
 from gptmini.errors import GPTMiniError, SamplingError
 from gptmini.sample.settings import Candidate, SamplingSettings
-from gptmini.sample.strategies import (
-    KNOBS,
-    STRATEGIES,
-    Knob,
-    owner,
-    sampling_strategies,
-    word_list,
-)
+from gptmini.sample.strategies import STRATEGIES, sampling_strategies, word_list
 
 DEFAULT_PROMPT = "The "
 
@@ -42,79 +42,31 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "(downloaded once), or a folder with config.json + model.safetensors")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, metavar="TEXT",
                    help=f"text to continue (default: {DEFAULT_PROMPT!r}; '' starts from <|endoftext|> with gpt2)")
-    p.add_argument("--strategy", choices=list(STRATEGIES), default="greedy",
-                   help="how to pick each token (default: greedy)")
-    for knob in KNOBS:
-        p.add_argument(knob.flag, dest=knob.name, type=int if knob.whole else float, default=None,
-                       metavar=knob.metavar, help=_knob_help(knob))
-    p.add_argument("--max-new-tokens", type=int, default=200, metavar="N",
-                   help="tokens to generate per sample (default: 200)")
-    p.add_argument("--seed", type=int, default=None, metavar="N",
-                   help="seed for reproducible sampling (sample i uses seed+i)")
+    add_sampling_options(p, max_new_tokens=200, max_new_tokens_help="tokens to generate per sample",
+                         seed_help="seed for reproducible sampling (sample i uses seed+i)")
     p.add_argument("--num-samples", type=int, default=1, metavar="N",
                    help="how many samples to generate (default: 1)")
     p.add_argument("--stop", default=None, metavar="TEXT",
                    help="stop a sample when this text appears (it is not printed)")
     p.add_argument("--show-probs", action="store_true",
                    help="print the top-10 next-token probabilities after the prompt first")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                   help="where to run the model (default: auto)")
+    add_device_option(p)
     p.set_defaults(run=run)
     return p
-
-
-def _knob_help(knob: Knob) -> str:
-    """``--top-k``'s help: what it does, the strategy that uses it, the others that read it too."""
-    own = owner(knob).name
-    others = [s.name for s in STRATEGIES.values() if knob in s.reads and s.name != own]
-    also = f"; also used by {word_list(others, 'and')}" if others else ""
-    return f"{knob.cli_help} (--strategy {own}{also})"
 
 
 # ----------------------------------------------------------------- option checks
 def settings_from_args(args: argparse.Namespace) -> SamplingSettings:
     """Build the settings, refusing options that would be silently ignored."""
-    strategy = STRATEGIES[args.strategy]
-    for knob in KNOBS:
-        if getattr(args, knob.name) is not None and knob not in strategy.reads:
-            raise SamplingError(f"{knob.flag} has no effect with --strategy {strategy.name}; "
-                                f"use --strategy {owner(knob).name}")
-    if not strategy.samples:
-        first, *rest = [s.name for s in sampling_strategies()]
-        if args.seed is not None:
-            raise SamplingError(f"--seed has no effect with --strategy {strategy.name}; "
-                                f"use --strategy {first} (or {' / '.join(rest)})")
-        if args.num_samples > 1:
-            raise SamplingError(
-                f"--num-samples > 1 with --strategy {strategy.name} prints the same text every time; "
-                f"use a sampling strategy ({word_list([first, *rest])})"
-            )
-    own = strategy.knob
-    if own is not None and own.optional and getattr(args, own.name) is None:
-        raise SamplingError(f"--strategy {strategy.name} needs {own.flag} {own.metavar} "
-                            f"(e.g. {own.flag} {own.example})")
+    settings = settings_from_options(args, stop=args.stop)
+    if not STRATEGIES[args.strategy].samples and args.num_samples > 1:
+        raise SamplingError(
+            f"--num-samples > 1 with --strategy {args.strategy} prints the same text every time; "
+            f"use a sampling strategy ({word_list([s.name for s in sampling_strategies()])})"
+        )
     if args.num_samples < 1:
         raise SamplingError(f"--num-samples must be at least 1, got {args.num_samples}")
-    knobs = {k.name: getattr(args, k.name) for k in KNOBS if getattr(args, k.name) is not None}
-    settings = SamplingSettings(strategy=strategy.name, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                stop=args.stop, **knobs)
-    validate_settings(settings)
     return settings
-
-
-def validate_settings(settings: SamplingSettings, vocab_size: int | None = None) -> None:
-    """``settings.validate`` with messages naming the command-line flag."""
-    try:
-        settings.validate(vocab_size)
-    except SamplingError as exc:
-        msg = str(exc)
-        fields = [(k.name, k.flag) for k in KNOBS]
-        for field, flag in fields + [("max_new_tokens", "--max-new-tokens"), ("seed", "--seed"),
-                                     ("stop string", "--stop")]:
-            if msg.startswith(field):
-                msg = flag + msg[len(field):]
-                break
-        raise SamplingError(msg) from None
 
 
 # ------------------------------------------------------------------- loading
@@ -130,12 +82,6 @@ def _load(args: argparse.Namespace, device: str):
 
     model, tokenizer, manifest = load_for_inference(args.checkpoint, device=device)
     return model, tokenizer, f"{args.checkpoint} (step {manifest.get('step', '?')}"
-
-
-def _resolve_device(name: str) -> str:
-    from gptmini.train.device import resolve_device
-
-    return str(resolve_device(name))
 
 
 # ------------------------------------------------------------------- output
@@ -184,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     from gptmini.sample.sampler import Sampler
 
     settings = settings_from_args(args)
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     model, tokenizer, loaded = _load(args, device)
     sampler = Sampler(model, tokenizer)
     validate_settings(settings, sampler.vocab_size)

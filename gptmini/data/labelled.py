@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gptmini.data.batch import IGNORE_INDEX
+from gptmini.data.named import read_text_file
 from gptmini.errors import CorpusError
 
 SPLIT_FRACTIONS = (0.70, 0.10)  # train, validation; the rest (20 %) is the test split, as the book's random_split
@@ -38,16 +39,7 @@ def read_labelled(path: str | Path, text_column: str, label_column: str) -> list
     """Every row of ``path`` as (text, label), checked. Columns are names (a header row), or 0-based numbers
     (no header)."""
     path = Path(path).expanduser()
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CorpusError(f"{path} is a folder; labelled data is one .csv, .tsv or .jsonl file") from None
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path} is not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise CorpusError(f"cannot read {path} ({exc.strerror or exc})") from None
+    text = read_text_file(path, "labelled data is one .csv, .tsv or .jsonl file")
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = _json_rows(path, text, text_column, label_column)
     else:
@@ -163,10 +155,7 @@ def read_rows(path: str | Path, text_column: str) -> tuple[list[str], list[dict[
     """The rows of a CSV/TSV (with a header; without one its columns are named "0", "1", ...) or JSONL file as
     dicts, for ``gptmini classify --file``; ``text_column`` must be among them."""
     path = Path(path).expanduser()
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CorpusError(f"cannot read {path} ({exc})") from None
+    text = read_text_file(path, "give a .csv, .tsv, .jsonl or .txt file")
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = [_json_object(path, number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
         header = list(rows[0]) if rows else []

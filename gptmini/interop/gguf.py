@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gptmini.errors import CheckpointError, ConfigError
-from gptmini.paths import check_output_file
 from gptmini.interop.gguf_vocab import GGUFVocab, gguf_vocab, require_gguf
 from gptmini.model.config import ModelConfig
+from gptmini.paths import check_output_file
 
 if TYPE_CHECKING:  # torch is imported where it is used: the command line reads GGUF_DTYPES without it
     import torch
@@ -143,6 +143,7 @@ def write_gguf(state: dict[str, torch.Tensor], cfg: ModelConfig, tokenizer: Any,
     tensors, zeros = gguf_tensors(state, cfg)
     vocab = gguf_vocab(tokenizer)
     path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     result = GGUFWritten(path=path, dtype=dtype, n_tensors=len(tensors), context_length=cfg.context_length,
                          eot_text=vocab.eot_text, zero_biases=zeros)

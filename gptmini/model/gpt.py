@@ -56,7 +56,8 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.d_model, dim=2)
         # (B, T, C) -> (B, heads, T, head_dim)
@@ -66,14 +67,17 @@ class CausalSelfAttention(nn.Module):
 
         dropout_p = self.dropout if self.training else 0.0
         if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
+                                               is_causal=attn_mask is None)
         else:
             start = cache.pos
             cache.k[layer][:, :, start : start + T] = k
             cache.v[layer][:, :, start : start + T] = v
             k_all = cache.k[layer][:, :, : start + T]
             v_all = cache.v[layer][:, :, : start + T]
-            if start == 0:
+            if attn_mask is not None:  # the caller's mask over every key so far (batched generation)
+                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=attn_mask)
+            elif start == 0:
                 y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True)
             elif T == 1:  # one new token attends to everything before it
                 y = F.scaled_dot_product_attention(q, k_all, v_all)
@@ -107,8 +111,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer, attn_mask)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -153,6 +158,8 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
         last_only: bool = False,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Return ``(logits, loss)``.
 
@@ -161,6 +168,10 @@ class GPT(nn.Module):
         * ``cache`` given: positions continue from ``cache.pos`` and the cache
           is extended with this chunk's keys and values.
         * ``last_only``: logits only for the last position (generation).
+        * ``positions`` ``(B, T)`` and ``attn_mask`` (bool, True = may attend, broadcastable to
+          ``(B, heads, T, keys)`` where keys are the cached ones and these): rows of different lengths in one
+          batch, left-padded (``sample.batch``). The mask replaces the causal one; without them every row
+          counts positions from ``cache.pos`` (or 0) under the causal mask.
         Inference logits cover the tokenizer's vocabulary only (no padding), or a classifier's labels.
         """
         B, T = idx.shape
@@ -170,10 +181,11 @@ class GPT(nn.Module):
                 f"sequence of {start + T} tokens is longer than the context length "
                 f"{self.config.context_length}"
             )
-        pos = torch.arange(start, start + T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        if positions is None:
+            positions = torch.arange(start, start + T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(positions))
         for i, block in enumerate(self.h):
-            x = block(x, cache, i)
+            x = block(x, cache, i, attn_mask)
         x = self.ln_f(x)
         if cache is not None:
             cache.pos = start + T

@@ -6,10 +6,11 @@ request_restore/snapshot``; all of them take effect between optimizer steps.
 Events go to subscribers synchronously on the training thread, so subscribers
 must be cheap (queue.put, post_message).
 
-The parts live beside it: the run's numbers are resolved by ``plan.plan_run``, losses and
-throughput are reported by ``meter.StepReporter``, saves are written by ``ckpt_writer``, and what
-a checkpoint records (and a resume puts back) is ``checkpoint.training_manifest`` /
-``checkpoint.apply_training_state``.
+What the run trains for is its ``Task`` (``tasks/``: its data, batches, evaluation, samples); the
+parts live beside the loop: the run's numbers are resolved by ``plan.plan_run``, losses and
+throughput are reported by ``meter.StepReporter``, saves are written by ``ckpt/writer.py``, and what
+a checkpoint records (and a resume puts back) is ``ckpt/state.py``'s ``training_manifest`` /
+``apply_training_state``.
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ from gptmini.errors import (
     TokenizerError,
 )
 from gptmini.events import RunState
-from gptmini.interop.init import InitWeights, load_base, open_base, open_init
+from gptmini.interop.init import InitWeights, open_base, open_init
 from gptmini.metrics import MetricsWriter
 from gptmini.model.config import ModelConfig
 from gptmini.model.gpt import GPT
-from gptmini.model.lora import LoRAConfig, apply_lora, count_trainable, merged_state
+from gptmini.model.lora import count_trainable, merged_state
 from gptmini.paths import check_run_paths
 from gptmini.tasks import build_task
 from gptmini.tasks.base import Task
@@ -69,7 +70,9 @@ from gptmini.train.optim import clip_gradients, lr_at, make_optimizer
 from gptmini.train.plan import RunPlan, plan_run, resume_changes, resume_config
 from gptmini.train.requests import Requests
 from gptmini.train.setup import (
+    build_model,
     choose_device,
+    lora_config,
     run_dir_for,
     run_model_config,
     trained_form,
@@ -214,12 +217,6 @@ class Trainer:
         return self._reporter.last_loss if self._reporter is not None else None
 
     @property
-    def lora(self) -> LoRAConfig | None:
-        """The adapters the run trains (``--lora-rank``), or None: every weight trains."""
-        cfg = self.config
-        return LoRAConfig(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets) if cfg.lora_rank else None
-
-    @property
     def partial_saves(self) -> bool:
         """Checkpoints hold only what trains: the frozen rest is the base weights file ``--init-from`` named."""
         return self.init is not None and any(not p.requires_grad for p in self.model.parameters())
@@ -345,12 +342,8 @@ class Trainer:
             self._emit(ev.Warning(message=warning, step=self.step))
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        self.model = model = GPT(model_cfg).to(device)
-        if init is not None:
-            self._base_keys = load_base(model, {k: v.to(device) for k, v in init.state(model_cfg).items()}, init.spec)
-        if self.lora is not None:
-            apply_lora(model, self.lora)
-        self.task.adapt(model)  # which weights train: a classifier's last layers and new head
+        self.model, self._base_keys = build_model(model_cfg, device, init, lora_config(cfg), self.task)
+        model = self.model
         self.plan = plan = plan_run(cfg, batches_per_epoch=self.batches.batches_per_epoch, device_type=device.type)
         self.optimizer = make_optimizer(model, plan.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                         device_type=device.type, kind=plan.optimizer)
@@ -542,7 +535,7 @@ class Trainer:
             self._position(), model_config=self.model_config, tokenizer=self.tokenizer,
             train_config={**self.config.to_dict(), "optimizer": self.plan.optimizer}, optimizer_meta=opt_meta,
             scaler_state=self.scaler.state_dict(), schedule=self.plan.schedule(), corpus=self.task.summary.name,
-            task=self.task.describe(), lora=self.lora.to_dict() if self.lora else None,
+            task=self.task.describe(), lora=lora.to_dict() if (lora := lora_config(self.config)) else None,
             base=self.init.describe() if self.partial_saves else None,
             n_params=self.model.num_params(), data_seed=self.config.seed)
         path = self._saves.submit(sources, rng_tensors(self.device), run_dir=self.run_dir, step=self.step,
