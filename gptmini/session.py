@@ -18,7 +18,7 @@ import atexit
 import concurrent.futures as cf
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,13 +47,30 @@ class SampleEntry:
 
 @dataclass
 class SamplingSource:
-    """The weights a playground samples from: a snapshot of the live run or a saved checkpoint."""
+    """The weights a playground samples from: a snapshot of the live run or a saved checkpoint, with what the
+    run trains for (``task``: its ``Task.describe()``: an instruction run's template, a classifier's labels)."""
 
     model: Any
     tokenizer: Any
     step: int | None
     label: str  # "live" or the checkpoint's folder name
     taken: float  # time.monotonic() when it was taken
+    task: dict = field(default_factory=dict)
+
+    def answer_settings(self, settings: Any) -> Any:
+        """Sampling ``settings`` that end an instruction's answer where its examples end (end-of-text, or for a
+        char model the blank line)."""
+        from gptmini.tasks.instruct import answer_settings
+
+        return answer_settings(self.tokenizer, settings)
+
+    def label_probabilities(self, text: str) -> list[float]:
+        """A classifier's probability of each of its labels for ``text`` (blocking: a forward pass);
+        ``TokenizerError`` for a character a char model never saw."""
+        from gptmini.tasks.classify import encode_text, predict
+
+        pad_id = int(self.task.get("pad_id", 0))
+        return predict(self.model, [encode_text(self.tokenizer, text, pad_id)], pad_id)[0].tolist()
 
 
 # Sessions whose training thread may still run; their trainers are stopped at interpreter exit so a
@@ -351,10 +368,23 @@ class RunSession:
         if cached is not None and (cached.step == t.step or time.monotonic() - cached.taken < self.snapshot_max_age):
             return cached
         snap = t.snapshot(timeout=30.0)
-        source = SamplingSource(snap.model, snap.tokenizer, snap.step, "live", time.monotonic())
+        started = self.record.run_started
+        source = SamplingSource(snap.model, snap.tokenizer, snap.step, "live", time.monotonic(),
+                                dict(started.task_info) if started is not None else {})
         with self._lock:
             self._sampling = source
         return source
+
+    def model_prompt(self, text: str, extra: str = "") -> str:
+        """The text the model reads for what a person typed: in an instruction run, the instruction (and its
+        input, ``extra``) in the run's template; otherwise the text as typed (non-blocking)."""
+        started = self.record.run_started
+        template = started.task_info.get("template") if started is not None and started.task == "instruct" else None
+        if template is None:
+            return text
+        from gptmini.data.prompts import prompt_style
+
+        return prompt_style(template).prompt(text, extra)
 
     @property
     def snapshot_step(self) -> int | None:
@@ -391,8 +421,10 @@ class RunSession:
         with self._lock:
             if cached is not None and key == self._attach_model:
                 return cached
-        model, tokenizer, _manifest = load_for_inference(newest.path, device="cpu")
-        source = SamplingSource(model, tokenizer, newest.step, newest.name, time.monotonic())
+        model, tokenizer, manifest = load_for_inference(newest.path, device="cpu")
+        task = manifest.get("task")
+        source = SamplingSource(model, tokenizer, newest.step, newest.name, time.monotonic(),
+                                dict(task) if isinstance(task, dict) else {})
         with self._lock:
             self._sampling, self._attach_model = source, key
         return source

@@ -90,6 +90,44 @@ def test_the_record_keeps_a_fine_tuning_samples_reference_and_each_evaluations_m
     assert history.view(ViewOptions("steps")).metrics == {}
 
 
+def run_started(task: str, info: dict) -> ev.RunStarted:
+    return ev.RunStarted(run_name="r", run_dir="r", model_config={}, n_params=1, corpus="c", corpus_bytes=1,
+                         train_tokens=1, val_tokens=1, tokenizer="char", vocab_size=9, device="cpu", dtype="float32",
+                         batch_size=1, grad_accum=1, world_size=1, context_length=8, epochs=1, batches_per_epoch=1,
+                         total_steps=1, start_step=0, task=task, task_info=info)
+
+
+def test_what_the_model_reads_and_a_classifiers_verdict_come_from_the_session():
+    """A front end formats a typed instruction, ends an answer and classifies a text through the session and
+    the weights it gives, never through the tasks themselves."""
+    import torch
+
+    from gptmini.data.prompts import PROMPT_STYLES
+    from gptmini.model.config import ModelConfig
+    from gptmini.model.gpt import GPT
+    from gptmini.sample.settings import SamplingSettings
+    from gptmini.session import SamplingSource
+    from gptmini.tasks.classify import encode_text, predict
+    from gptmini.text.tokenizer import build_tokenizer
+
+    session = RunSession()
+    assert session.model_prompt("Add 1 and 2.", "1+2") == "Add 1 and 2."  # no run yet: as typed
+    session.record.handle(run_started("instruct", {"name": "instruct", "template": "phi3"}))
+    assert session.model_prompt("Add 1 and 2.", "1+2") == PROMPT_STYLES["phi3"].prompt("Add 1 and 2.", "1+2")
+    session.record.handle(run_started("classify", {"name": "classify", "labels": ["a", "b"], "pad_id": 3}))
+    assert session.model_prompt("the cat", "x") == "the cat"
+
+    tok = build_tokenizer("char", "the cat sat\n")
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, context_length=8, n_layers=1, n_heads=2, d_model=16,
+                            n_classes=2)).eval()
+    source = SamplingSource(model, tok, 5, "live", 0.0, {"name": "classify", "labels": ["a", "b"], "pad_id": 3})
+    probs = source.label_probabilities("the cat")
+    assert probs == pytest.approx(predict(model, [encode_text(tok, "the cat", 3)], 3)[0].tolist())
+    assert len(probs) == 2 and sum(probs) == pytest.approx(1.0)
+    assert source.answer_settings(SamplingSettings(max_new_tokens=9)).stop == "\n\n"  # char: the blank line
+
+
 def test_a_session_trains_pauses_saves_samples_restores_and_stops_with_the_last_step_saved(tiny_text, tmp_path):
     rec = Recorder()
     session = session_with(rec, snapshot_max_age=3600.0)

@@ -76,7 +76,7 @@ class MainScreen(Screen):
         self.plot = LossPlot(session.history, interval=plot_interval, id="plot")
         self.counters = Counters(id="counters")
         self.tabs = Panels(id="tabs")
-        self.playground = Playground(source=session.sampling_source, id="playground")
+        self.playground = Playground(source=session.sampling_source, formatter=session.model_prompt, id="playground")
         self.checkpoints = CheckpointsPanel(lister=session.list_checkpoints, clock=clock, id="checkpoints")
         self.log_panel = EventLog(id="log")
         self.probs = ProbsView(source=session.sampling_source, id="probs")

@@ -116,9 +116,11 @@ class Playground(Vertical):
         prompt: str
         settings: PlaygroundSettings
 
-    def __init__(self, source: Callable[[], Any] | None = None, **kwargs) -> None:
+    def __init__(self, source: Callable[[], Any] | None = None, formatter: Callable[[str, str], str] | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.source = source  # () -> SamplingSource, blocking (called on the worker thread)
+        self.formatter = formatter  # (text, input) -> what the model reads (RunSession.model_prompt)
         self.settings = PlaygroundSettings()
         self.mode = TaskMode()
         self.vocab_size: int | None = None
@@ -175,9 +177,12 @@ class Playground(Vertical):
             return f"instruction — {submit} answers, Tab: its input, {leave} leaves"
         return f"prompt — {submit} generates, {leave} leaves"
 
-    def model_prompt(self) -> str:
-        """The text the model reads for what is typed (an instruction in the run's template)."""
-        return self.mode.model_prompt(self.prompt_input.value, self.extra_input.value)
+    def model_prompt(self, text: str | None = None, extra: str | None = None) -> str:
+        """The text the model reads for ``text`` and ``extra`` (default: what is typed): an instruction and its
+        input in the run's template; otherwise the text as typed."""
+        text = self.prompt_input.value if text is None else text
+        extra = (self.extra_input.value if extra is None else extra) if self.mode.instruct else ""
+        return self.formatter(text, extra) if self.formatter is not None else text
 
     def toggle_formatted(self) -> bool:
         """Show (or hide) the formatted prompt: above the prompt, and in each answer."""
@@ -277,7 +282,7 @@ class Playground(Vertical):
         self._cancel = cancel = threading.Event()
         mode = self.mode
         extra = (self.extra_input.value if extra is None else extra) if mode.instruct else ""
-        text = mode.model_prompt(prompt, extra)
+        text = self.model_prompt(prompt, extra)
         formatted = text if mode.instruct else None
         jobs = []
         for strategy in strategies or [self.settings.strategy]:
@@ -305,7 +310,6 @@ class Playground(Vertical):
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def _generate(self, generation: int, prompt: str, jobs: list, cancel: threading.Event, answer: bool) -> None:
         from gptmini.sample.sampler import Sampler, TokenEvent
-        from gptmini.tasks.instruct import answer_settings
         from gptmini.train.omp import limit_this_thread
 
         limit_this_thread(1)  # sample beside training without a second OpenMP team (gptmini/omp.py)
@@ -325,7 +329,7 @@ class Playground(Vertical):
                 continue
             self.post_message(self.ReplyStarted(reply_id, settings.describe(), src.step))
             if answer:  # up to the end marker the examples were trained with
-                settings = answer_settings(src.tokenizer, settings)
+                settings = src.answer_settings(settings)
             text, n, last_post = "", 0, 0.0
             t0 = time.perf_counter()
             try:

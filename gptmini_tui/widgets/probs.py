@@ -248,9 +248,7 @@ class LabelProbability:
 
 def label_probabilities(source, text: str, mode: TaskMode) -> list[LabelProbability]:
     """The probability the classifier gives each of its labels for ``text`` (blocking; a worker thread)."""
-    from gptmini.tasks.classify import encode_text, predict
-
-    probs = predict(source.model, [encode_text(source.tokenizer, text, mode.pad_id)], mode.pad_id)[0].tolist()
+    probs = source.label_probabilities(text)
     labels = mode.labels if len(mode.labels) == len(probs) else tuple(f"label {i}" for i in range(len(probs)))
     return [LabelProbability(label, p) for label, p in zip(labels, probs)]
 

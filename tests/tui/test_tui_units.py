@@ -236,10 +236,9 @@ def test_a_runs_task_mode_comes_from_its_run_started_event():
 
     instruct = TaskMode.of(started("instruct", {"template": "phi3", "mask_prompt": False}))
     assert instruct.instruct and instruct.describe() == "instruct · phi3 template"
-    assert instruct.model_prompt("Add 1 and 2.", "1+2") == "<|user|>\nAdd 1 and 2.\n1+2\n<|assistant|>:\n"
     assert instruct.shown_prompt("Add 1 and 2.", "1+2") == "Add 1 and 2.\n1+2"
     classify = TaskMode.of(started("classify", {"labels": ["ham", "spam"], "pad_id": 3}))
-    assert classify.classify and classify.labels == ("ham", "spam") and classify.pad_id == 3
-    assert classify.describe() == "classify · ham / spam" and classify.model_prompt("win a prize") == "win a prize"
+    assert classify.classify and classify.labels == ("ham", "spam") and classify.describe() == "classify · ham / spam"
+    assert classify.shown_prompt("win a prize", "ignored") == "win a prize"
     pretrain = TaskMode.of(started("pretrain", {}))
-    assert pretrain == TaskMode() and pretrain.describe() == "" and pretrain.model_prompt("ROMEO:") == "ROMEO:"
+    assert pretrain == TaskMode() and pretrain.describe() == ""
