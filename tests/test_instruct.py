@@ -87,6 +87,22 @@ def test_batches_are_padded_as_the_book_pads_them():
     assert y.tolist() == [[IGNORE_INDEX, 3, 4, eot], [6, eot, IGNORE_INDEX, IGNORE_INDEX]] and n == 5
 
 
+def test_an_answer_ends_at_the_marker_its_examples_end_with():
+    """The playground and the samples stop where a trained answer stops: end-of-text, or for a tokenizer without
+    one (char) the blank line every example ends with."""
+    from gptmini.data.instructions import end_marker
+    from gptmini.sample.settings import SamplingSettings
+    from gptmini.tasks.instruct import answer_settings
+    from gptmini.text.tokenizer import build_tokenizer
+
+    wanted = SamplingSettings(strategy="top-k", top_k=5, max_new_tokens=7)
+    char = build_tokenizer("char", "It is 5.\n\n")
+    assert answer_settings(char, wanted) == SamplingSettings(strategy="top-k", top_k=5, max_new_tokens=7, stop="\n\n")
+    assert char.decode(end_marker(char)) == answer_settings(char, wanted).stop
+    gpt2 = build_tokenizer("gpt2")
+    assert answer_settings(gpt2, wanted) == wanted and end_marker(gpt2) == [gpt2.eot_id]  # the sampler stops at it
+
+
 def test_batches_and_loss_equal_the_books(tasks_file):
     """The same records, the same weights: the book's InstructionDataset + custom_collate_fn give the same
     batch and GPTMini's model the same loss (to 1e-5) as the book's model."""

@@ -240,9 +240,15 @@ def named_columns(spec: str) -> tuple[str, str] | None:
     return tuple(info["columns"]) if info and "columns" in info else None
 
 
+def encode_text(tokenizer: Tokenizer, text: str, pad_id: int) -> np.ndarray:
+    """A text's token ids as the classifier reads them (an empty text: one pad token); ``TokenizerError`` for a
+    character a char tokenizer lacks."""
+    return np.asarray(tokenizer.encode(text) or [pad_id], dtype=np.int64)
+
+
 def _encode(tok: Tokenizer, row: LabelledText, where: str, pad_id: int) -> np.ndarray:
     try:
-        return np.asarray(tok.encode(row.text) or [pad_id], dtype=np.int64)
+        return encode_text(tok, row.text, pad_id)
     except TokenizerError as exc:
         raise CorpusError(f"{where}, row {row.index + 1}: {exc}") from None
 

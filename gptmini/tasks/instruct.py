@@ -10,6 +10,7 @@ validation instructions, shown beside their reference answers.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ from gptmini.tasks.base import DataSummary, Emit, EvalResult, Task, mean_loss
 from gptmini.text.corpus import DOC_SEPARATOR
 
 if TYPE_CHECKING:
+    from gptmini.sample.settings import SamplingSettings
     from gptmini.text.tokenizer import Tokenizer
     from gptmini.train.device import DeviceChoice
     from gptmini.train_config import TrainConfig
@@ -169,9 +171,16 @@ def respond(model: torch.nn.Module, tokenizer: Tokenizer, prompt: str, max_new_t
     from gptmini.sample.sampler import Sampler
     from gptmini.sample.settings import SamplingSettings
 
-    stop = None if tokenizer.eot_id is not None else DOC_SEPARATOR
-    settings = SamplingSettings(strategy="greedy", max_new_tokens=max_new_tokens, stop=stop)
+    settings = answer_settings(tokenizer, SamplingSettings(strategy="greedy", max_new_tokens=max_new_tokens))
     return Sampler(model, tokenizer).generate(prompt, settings).strip()
+
+
+def answer_settings(tokenizer: Tokenizer, settings: SamplingSettings) -> SamplingSettings:
+    """``settings`` that end an answer at the end marker the examples were trained with: the sampler stops at
+    end-of-text by itself; a tokenizer without one (char) stops at the blank line (``end_marker``)."""
+    if tokenizer.eot_id is not None:
+        return settings
+    return dataclasses.replace(settings, stop=DOC_SEPARATOR)
 
 
 def _tokenizer_for(wanted: Tokenizer | str, records: dict[str, list[Record]], style: PromptStyle) -> Tokenizer:
