@@ -161,7 +161,8 @@ def run(args) -> int:
         thread.start()
         while thread.is_alive():
             thread.join(0.25)
-            if signals.count and signals.seconds_since_first() >= STOP_GRACE_S and not trainer.unsaved:
+            if (signals.count and signals.seconds_since_first() >= STOP_GRACE_S and not trainer.unsaved
+                    and not trainer.winding_up):
                 # stopped while loading, building, compiling, or right after a save: nothing to lose, and
                 # what runs now (a compilation, a download) may not look at the stop for minutes
                 signals.end_now(stop_report(trainer.step, trainer.last_checkpoint, cfg.resume))

@@ -204,6 +204,7 @@ class Trainer:
         self._reporter: StepReporter | None = None
         self._batch_iter = None
         self._prefault_sent = False
+        self._winding_up = False
 
     # ------------------------------------------------------------ public API
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -263,6 +264,11 @@ class Trainer:
         builds or compiles, and from a save until the next update: a stopped run may then end at once)."""
         return self.steps_since_save > 0 or self._saves.busy
 
+    @property
+    def winding_up(self) -> bool:
+        """The run has left its loop (or its setup) and is writing its last records: let it end by itself."""
+        return self._winding_up
+
     # ------------------------------------------------------------- requests
     def _serve(self, kind: str, arg: Any, fut: cf.Future) -> None:
         if not fut.set_running_or_notify_cancel():
@@ -319,6 +325,7 @@ class Trainer:
             elif not isinstance(exc, NonFiniteLoss):
                 self.exception = exc
         finally:
+            self._winding_up = True
             self._requests.loop_active.clear()
             self._saves.finish()
             self._requests.fail_waiting()
@@ -450,6 +457,7 @@ class Trainer:
             why = plan.save_reason(self.step, epoch_end, improved)
             if why is not None:
                 self._save(why, best=improved)
+        self._winding_up = True
         self._reporter.flush(wait=True)
         if reason == "stopped" and self._stop_save_reason and self.steps_since_save > 0:
             self._save(self._stop_save_reason)
