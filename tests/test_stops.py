@@ -198,11 +198,16 @@ def test_a_second_ctrl_c_names_the_newest_checkpoint_on_disk(tmp_path, tiny_text
     run = Gated(tmp_path, "5", "train", "--data", str(tiny_text), *TINY, "--save-interval", "3",
                 "--eval-interval", "1000", "--out", str(run_dir), UNTOLD_SAVES="1")
     run.wait_at_gate("stepping")
+    latest = run_dir / "latest"
+    deadline = time.monotonic() + 120
+    while not (latest.exists() and latest.read_text().strip() == "step-000003"):  # step 3's save has landed
+        assert time.monotonic() < deadline, "the save of step 3 never landed"
+        time.sleep(0.05)
     run.interrupt(then_wait_for="stopping after this step")
     run.proc.send_signal(signal.SIGINT)
     rc, out, err = run.finish()
     assert rc == 128 + signal.SIGINT
-    assert (run_dir / "latest").read_text().strip() == "step-000003"
+    assert latest.read_text().strip() == "step-000003"
     assert f"without saving the steps since the last checkpoint ({run_dir / 'step-000003'})" in err
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".tmp")]
 
