@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gptmini import tempfiles
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -43,27 +45,26 @@ def _write_bytes_synced(path: Path, data: bytes) -> None:
 def write_pointer(run_dir: Path, pointer: str, target: str) -> None:
     """Atomically make ``run_dir/pointer`` name ``target``."""
     tmp = run_dir / f".{pointer}.tmp-{os.getpid()}"
-    _write_bytes_synced(tmp, (target + "\n").encode())
-    os.replace(tmp, run_dir / pointer)
+    with tempfiles.in_progress(tmp):
+        _write_bytes_synced(tmp, (target + "\n").encode())
+        os.replace(tmp, run_dir / pointer)
     _fsync_dir(run_dir)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``path`` whole or not at all (a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    with tempfiles.in_progress(tmp):
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``path`` whole or not at all, synced (a crash leaves the old file or the new one, never half)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with tempfiles.in_progress(tmp):
         _write_bytes_synced(tmp, text.encode("utf-8"))
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     _fsync_dir(path.parent)
 
 
