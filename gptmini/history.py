@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -42,6 +42,7 @@ class PlotView:
     smooth_y: list[float]
     val_x: list[float]
     val_y: list[float]
+    metrics: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # name -> (x, y) per eval
 
 
 class Series:
@@ -91,38 +92,48 @@ class Series:
 
 
 class LossHistory:
-    """The training loss (raw and smoothed) of every step, and the validation loss of every evaluation."""
+    """The training loss (raw and smoothed) of every step, and the validation loss of every evaluation with the
+    task's own metrics measured there (a classifier's accuracy), one series per metric."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.version = 0  # bumped on every change; the plot redraws when it moves
         self.train = Series("loss", "smooth")
         self.val = Series("loss")
+        self.metrics: dict[str, Series] = {}  # metric name -> its value at each evaluation that measured it
+
+    def _series(self) -> list[Series]:
+        return [self.train, self.val, *self.metrics.values()]
 
     # ------------------------------------------------------------ writers
     def clear(self) -> None:
         with self._lock:
             self.train.clear()
             self.val.clear()
+            self.metrics.clear()
             self.version += 1
 
     def add_step(self, step: int, tokens: int, epoch: float, loss: float, smooth: float, time: float = 0.0) -> None:
         with self._lock:
             if self.train.step and step <= self.train.step[-1]:
-                self.val.truncate_after(step - 1)  # the run went back (resume / restore): so did its evals
+                for series in self._series()[1:]:  # the run went back (resume / restore): so did its evals
+                    series.truncate_after(step - 1)
             self.train.append(step, tokens, epoch, time, loss, smooth)
             self.version += 1
 
-    def add_eval(self, step: int, tokens: int, epoch: float, val_loss: float, time: float = 0.0) -> None:
+    def add_eval(self, step: int, tokens: int, epoch: float, val_loss: float, time: float = 0.0,
+                 metrics: dict[str, float] | None = None) -> None:
         with self._lock:
             self.val.append(step, tokens, epoch, time, val_loss)
+            for name, value in (metrics or {}).items():
+                self.metrics.setdefault(name, Series("value")).append(step, tokens, epoch, time, value)
             self.version += 1
 
     def truncate_after(self, step: int) -> None:
         """Forget every point after ``step`` (a restored checkpoint rewinds the run)."""
         with self._lock:
-            self.train.truncate_after(step)
-            self.val.truncate_after(step)
+            for series in self._series():
+                series.truncate_after(step)
             self.version += 1
 
     # ------------------------------------------------------------ readers
@@ -140,14 +151,23 @@ class LossHistory:
             t0 = self.train.time[0] if self.train.time else (self.val.time[0] if self.val.time else 0.0)
             x, raw = self.train.x(options.axis, t0), self.train.y("loss")
             smooth = self.train.y("smooth") if options.smooth <= 0 else moving_average(raw, options.smooth)
-            vx, vy = self.val.x(options.axis, t0), self.val.y("loss")
+            vx, vy = _points(self.val, "loss", options, t0)
+            metrics = {name: _points(series, "value", options, t0) for name, series in self.metrics.items()}
             if options.after_step is not None:  # zoom
                 keep = np.frombuffer(self.train.step, dtype=np.int64) > options.after_step
-                vkeep = np.frombuffer(self.val.step, dtype=np.int64) > options.after_step
-                x, raw, smooth, vx, vy = x[keep], raw[keep], smooth[keep], vx[vkeep], vy[vkeep]
+                x, raw, smooth = x[keep], raw[keep], smooth[keep]
         rx, ry, sx, sy = downsample(x, raw, smooth, max(1, options.buckets))
-        finite = np.isfinite(vy)
-        return PlotView(options.axis, len(x), rx, ry, sx, sy, vx[finite].tolist(), vy[finite].tolist())
+        return PlotView(options.axis, len(x), rx, ry, sx, sy, vx, vy,
+                        {name: xy for name, xy in metrics.items() if xy[0]})
+
+
+def _points(series: Series, name: str, options: ViewOptions, t0: float) -> tuple[list[float], list[float]]:
+    """One value per evaluation (x on the view's axis), the zoom's and the finite ones."""
+    x, y = series.x(options.axis, t0), series.y(name)
+    keep = np.isfinite(y)
+    if options.after_step is not None:
+        keep &= np.frombuffer(series.step, dtype=np.int64) > options.after_step
+    return x[keep].tolist(), y[keep].tolist()
 
 
 def write_csv(history: LossHistory, path) -> int:

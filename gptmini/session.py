@@ -18,7 +18,7 @@ import atexit
 import concurrent.futures as cf
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,17 +42,35 @@ class SampleEntry:
     time: float
     strategy: str = "greedy"
     undone: bool = False  # a later restore (or resume) went back before it
+    reference: str | None = None  # what the model should have written (a fine-tuning task's validation example)
 
 
 @dataclass
 class SamplingSource:
-    """The weights a playground samples from: a snapshot of the live run or a saved checkpoint."""
+    """The weights a playground samples from: a snapshot of the live run or a saved checkpoint, with what the
+    run trains for (``task``: its ``Task.describe()``: an instruction run's template, a classifier's labels)."""
 
     model: Any
     tokenizer: Any
     step: int | None
     label: str  # "live" or the checkpoint's folder name
     taken: float  # time.monotonic() when it was taken
+    task: dict = field(default_factory=dict)
+
+    def answer_settings(self, settings: Any) -> Any:
+        """Sampling ``settings`` that end an instruction's answer where its examples end (end-of-text, or for a
+        char model the blank line)."""
+        from gptmini.tasks.instruct import answer_settings
+
+        return answer_settings(self.tokenizer, settings)
+
+    def label_probabilities(self, text: str) -> list[float]:
+        """A classifier's probability of each of its labels for ``text`` (blocking: a forward pass);
+        ``TokenizerError`` for a character a char model never saw."""
+        from gptmini.tasks.classify import encode_text, predict
+
+        pad_id = int(self.task.get("pad_id", 0))
+        return predict(self.model, [encode_text(self.tokenizer, text, pad_id)], pad_id)[0].tolist()
 
 
 # Sessions whose training thread may still run; their trainers are stopped at interpreter exit so a
@@ -90,7 +108,7 @@ class RunRecord(ev.Handler):
     def on_eval(self, e: ev.Eval) -> None:
         last = self.latest_step
         epoch = last.epochs_done if last is not None and last.step == e.step else float(e.epoch)
-        self.history.add_eval(e.step, e.tokens_seen, epoch, e.val_loss, e.time)
+        self.history.add_eval(e.step, e.tokens_seen, epoch, e.val_loss, e.time, e.metrics)
         self.latest_eval = e
 
     def on_run_started(self, e: ev.RunStarted) -> None:
@@ -105,7 +123,8 @@ class RunRecord(ev.Handler):
     def on_sample(self, e: ev.Sample) -> None:
         ev_ = self.latest_eval if self.latest_eval is not None and self.latest_eval.step == e.step else None
         tokens = ev_.tokens_seen if ev_ else (self.latest_step.tokens_seen if self.latest_step else 0)
-        self.samples.append(SampleEntry(e.step, tokens, ev_.val_loss if ev_ else None, e.prompt, e.text, e.time))
+        self.samples.append(SampleEntry(e.step, tokens, ev_.val_loss if ev_ else None, e.prompt, e.text, e.time,
+                                        reference=e.reference))
         self.samples_version += 1
 
     def _undo_samples_after(self, step: int) -> None:
@@ -349,10 +368,30 @@ class RunSession:
         if cached is not None and (cached.step == t.step or time.monotonic() - cached.taken < self.snapshot_max_age):
             return cached
         snap = t.snapshot(timeout=30.0)
-        source = SamplingSource(snap.model, snap.tokenizer, snap.step, "live", time.monotonic())
+        started = self.record.run_started
+        source = SamplingSource(snap.model, snap.tokenizer, snap.step, "live", time.monotonic(),
+                                dict(started.task_info) if started is not None else {})
         with self._lock:
             self._sampling = source
         return source
+
+    def model_prompt(self, text: str, extra: str = "") -> str:
+        """The text the model reads for what a person typed: in an instruction run, the instruction (and its
+        input, ``extra``) in the run's template; otherwise the text as typed (non-blocking)."""
+        started = self.record.run_started
+        template = started.task_info.get("template") if started is not None and started.task == "instruct" else None
+        if template is None:
+            return text
+        from gptmini.data.prompts import prompt_style
+
+        return prompt_style(template).prompt(text, extra)
+
+    @property
+    def snapshot_step(self) -> int | None:
+        """The step of the weights ``sampling_source`` would give now without taking a new snapshot (None: it
+        holds none); a front end compares it with what it shows to follow the live weights for free."""
+        with self._lock:
+            return self._sampling.step if self._sampling is not None else None
 
     def refresh_sampling(self) -> None:
         """The next ``sampling_source`` takes a new snapshot (the weights just changed a lot: an eval)."""
@@ -382,8 +421,10 @@ class RunSession:
         with self._lock:
             if cached is not None and key == self._attach_model:
                 return cached
-        model, tokenizer, _manifest = load_for_inference(newest.path, device="cpu")
-        source = SamplingSource(model, tokenizer, newest.step, newest.name, time.monotonic())
+        model, tokenizer, manifest = load_for_inference(newest.path, device="cpu")
+        task = manifest.get("task")
+        source = SamplingSource(model, tokenizer, newest.step, newest.name, time.monotonic(),
+                                dict(task) if isinstance(task, dict) else {})
         with self._lock:
             self._sampling, self._attach_model = source, key
         return source

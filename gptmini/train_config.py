@@ -159,6 +159,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML (not UTF-8 text: byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {p} ({exc.strerror or exc})") from None
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):  # allow [train]/[model] tables; keys stay flat

@@ -39,6 +39,8 @@ class InFooter(Enum):
 
 
 SECTIONS = ("Training", "Playground", "View", "App")
+GENERATES = ("pretrain", "instruct")  # the tasks whose model writes text (a classifier has no sampling strategies)
+TASK_WORDS = {"pretrain": "pre-training", "instruct": "instruction", "classify": "classification"}
 ATTACHED_REASON = "attached: controls belong to the training process"
 
 # Key names that type a character into the prompt; actions on them are inert while it has focus.
@@ -60,6 +62,7 @@ class Action:
     group: str | None = None  # footer group shown compactly under one label
     footer: InFooter = InFooter.IF_ROOM
     needs: Needs = Needs.NOTHING
+    tasks: tuple[str, ...] = ()  # the run's tasks it belongs to (``RunStarted.task``); (): every task
 
     @property
     def name(self) -> str:
@@ -73,8 +76,8 @@ class Action:
 
     @property
     def follows_run(self) -> bool:
-        """Its availability follows the run's state (the footer is refreshed when that changes)."""
-        return self.needs in (Needs.TRAINER, Needs.ACTIVE, Needs.OWN_RUN)
+        """Its availability follows the run's state or task (the footer is refreshed when they change)."""
+        return self.needs in (Needs.TRAINER, Needs.ACTIVE, Needs.OWN_RUN) or bool(self.tasks)
 
     @property
     def key_text(self) -> str:
@@ -114,18 +117,21 @@ ACTIONS: tuple[Action, ...] = (
     Action("new_run", "n", "New", "new run: data, preset, tokenizer, epochs, batch, lr", "Training", "New run",
            needs=Needs.OWN_RUN),
     Action("compare", "c", "Compare", "run the prompt through every strategy, one under another", "Playground",
-           "Compare strategies"),
-    Action("stop_generation", "x", "Stop", "stop generating", "Playground", "Stop generation"),
-    *(Action(f"strategy({s.name!r})", s.key, s.name, s.help, "Playground", f"Strategy: {s.name}", group="strategy")
+           "Compare strategies", tasks=GENERATES),
+    Action("toggle_formatted", "f", "Formatted", "show / hide the formatted prompt (the instruction in the run's "
+           "template, as the model reads it)", "Playground", "Show the formatted prompt", tasks=("instruct",)),
+    Action("stop_generation", "x", "Stop", "stop generating", "Playground", "Stop generation", tasks=GENERATES),
+    *(Action(f"strategy({s.name!r})", s.key, s.name, s.help, "Playground", f"Strategy: {s.name}", group="strategy",
+             tasks=GENERATES)
       for s in STRATEGIES.values()),
     Action("temperature(-1)", "left_square_bracket", "temperature down", "temperature down", "Playground",
-           "Temperature down", group="T"),
+           "Temperature down", group="T", tasks=GENERATES),
     Action("temperature(1)", "right_square_bracket", "temperature up", "temperature up", "Playground",
-           "Temperature up", group="T"),
+           "Temperature up", group="T", tasks=GENERATES),
     Action("param(-1)", "minus", f"knob down ({_KNOBS})", f"the strategy's knob down ({_KNOBS})", "Playground",
-           f"Strategy knob down ({_KNOB_SYMBOLS})", group=_KNOB_GROUP),
+           f"Strategy knob down ({_KNOB_SYMBOLS})", group=_KNOB_GROUP, tasks=GENERATES),
     Action("param(1)", "plus,equals_sign", f"knob up ({_KNOBS})", f"the strategy's knob up ({_KNOBS})", "Playground",
-           f"Strategy knob up ({_KNOB_SYMBOLS})", display="+", group=_KNOB_GROUP),
+           f"Strategy knob up ({_KNOB_SYMBOLS})", display="+", group=_KNOB_GROUP, tasks=GENERATES),
     Action("quit", "q", "Quit", "quit (saves unsaved progress first)", "App", footer=InFooter.PINNED),
     Action("cycle_axis", "a", "Axis", "loss plot x-axis: steps / tokens / epochs / wall time", "View",
            "Toggle loss x-axis"),
@@ -243,17 +249,23 @@ def refresh_signature(available: Callable[[Action], bool | None]) -> tuple:
     return tuple(available(a) for a in ACTIONS if a.follows_run)
 
 
-def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
+def help_sections(task: str = "pretrain") -> list[tuple[str, list[tuple[str, str]]]]:
+    """The help screen's rows by section: every action of a run of ``task``, and the keys beyond the table."""
     rows: dict[str, list[tuple[str, str]]] = {s: [] for s in SECTIONS}
     for a in ACTIONS:
-        rows[a.section].append((a.key_text, a.description))
+        if not a.tasks or task in a.tasks:
+            rows[a.section].append((a.key_text, a.description))
     for section, key_names, text in MORE_KEYS:
         rows[section].append((key_names, text))
     return [(s, r) for s, r in rows.items() if r]
 
 
-def availability(action: Action, *, typing: bool, attached: bool, state: RunState, loop_active: bool) -> bool | None:
-    """True: can run now; None: shown dimmed (the reason is on screen); False: hidden."""
+def availability(action: Action, *, typing: bool, attached: bool, state: RunState, loop_active: bool,
+                 task: str = "pretrain") -> bool | None:
+    """True: can run now; None: shown dimmed (the reason is on screen); False: hidden (also an action of
+    another task than the run's)."""
+    if action.tasks and task not in action.tasks:
+        return False
     needs = action.needs
     if needs is Needs.TYPING:
         return typing
@@ -268,8 +280,11 @@ def availability(action: Action, *, typing: bool, attached: bool, state: RunStat
     return True  # Needs.OWN_RUN
 
 
-def why_unavailable(action: Action, *, attached: bool, state: RunState) -> str:
+def why_unavailable(action: Action, *, attached: bool, state: RunState, task: str = "pretrain") -> str:
     """What a key whose action cannot run now says instead."""
+    if action.tasks and task not in action.tasks:
+        runs = word_list([TASK_WORDS.get(t, t) for t in action.tasks])
+        return f"{action.label}: only in {runs} runs (this one is {TASK_WORDS.get(task, task)})"
     if attached:
         return f"{action.label}: {ATTACHED_REASON}; this console only follows the run"
     if state in (RunState.CREATED, RunState.STARTING):

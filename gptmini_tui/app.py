@@ -107,11 +107,19 @@ class GPTMiniApp(App[int]):
         failed = self.session.record.save_errors
         problem = message.problem or (f"{len(failed)} checkpoint save(s) failed during the run "
                                       f"(the last: {failed[-1].message})" if failed else None)
+        saved = self.session.record.last_saved
+        self._show_the_end(saved)
         if problem:
             self.quit_report = problem
-            self.exit(return_code=1, message=f"warning: {problem}")
+            self.call_after_refresh(self.exit, return_code=1, message=f"warning: {problem}")
             return
-        saved = self.session.record.last_saved
         if saved is not None and saved.reason == "quit":
             self.quit_report = f"saved {saved.path}"
-        self.exit(0)
+        self.call_after_refresh(self.exit, 0)  # once the last frame shows what is saved
+
+    def _show_the_end(self, saved) -> None:
+        """The last frame, from the session itself (the screen may not have taken in the last events yet):
+        the last step trained, its unsaved count, the state the run ended in and the step saved."""
+        session = self.session
+        self.main.counters.show_step(session.record.latest_step, session.steps_since_save, force=True)
+        self.main.set_state(session.state, f"saved step {saved.step:,}" if saved is not None else "")

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from gptmini.train.engine import Trainer
 from gptmini.train_config import TrainConfig
@@ -93,3 +98,20 @@ class ByteTokenizer:
 
     def describe(self):
         return {"name": self.name}
+
+
+def in_small_mount(tmp_path: Path, options: str, command: list[str]) -> subprocess.CompletedProcess:
+    """``command`` with ``tmp_path/mnt`` a fresh tmpfs mounted with ``options``, for that command alone; its
+    stdout ends with ``LEFT: <what the mount holds afterwards>``."""
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        pytest.skip("needs unshare and root to mount a small filesystem")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    quoted = " ".join(f'"{c}"' for c in command)
+    script = (f'mount -t tmpfs -o {options} tmpfs "{mnt}" || exit 99; {quoted}; rc=$?; '
+              f'echo "LEFT:$(ls -A "{mnt}" | tr "\\n" " ")"; exit $rc')
+    out = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    if out.returncode == 99 or "unshare failed" in out.stderr:
+        pytest.skip(f"cannot mount here: {out.stderr.strip()}")
+    return out

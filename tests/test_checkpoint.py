@@ -16,7 +16,7 @@ from gptmini.ckpt.listing import list_checkpoints
 from gptmini.ckpt.seal import verify_checkpoint
 from gptmini.ckpt.state import check_model_config, load_for_inference
 from gptmini.ckpt.store import load_checkpoint, save_checkpoint
-from gptmini.errors import CheckpointError
+from gptmini.errors import CheckpointError, ConfigError
 from gptmini.interop.weights import export_weights
 from gptmini.model.config import ModelConfig
 from gptmini.train.engine import Trainer
@@ -179,7 +179,7 @@ def test_export_writes_weights_only_without_padding(tiny_text, tmp_path):
     vocab = load_checkpoint(run).manifest["model_config"]["vocab_size"]
     assert tensors["wte.weight"].shape[0] == vocab
     assert not any(k.startswith("state.") or k.startswith("rng.") for k in tensors)
-    with pytest.raises(CheckpointError, match=".safetensors"):
+    with pytest.raises(ConfigError, match="must end in .safetensors"):  # refused before the checkpoint is read
         export_weights(run, tmp_path / "w.bin")
 
 

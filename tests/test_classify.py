@@ -110,6 +110,18 @@ def read_labelled_rows(rows):
     return [LabelledText(r["text"], r["label"], i, r) for i, r in enumerate(rows)]
 
 
+def test_a_text_is_encoded_as_the_classifier_reads_it():
+    from gptmini.errors import TokenizerError
+    from gptmini.tasks.classify import encode_text
+    from gptmini.text.tokenizer import build_tokenizer
+
+    tok = build_tokenizer("char", "the cat")
+    assert encode_text(tok, "cat", pad_id=7).tolist() == tok.encode("cat")
+    assert encode_text(tok, "", pad_id=7).tolist() == [7]  # an empty text is one pad token, never no token
+    with pytest.raises(TokenizerError):
+        encode_text(tok, "dog", pad_id=7)  # a character the run never saw
+
+
 def test_the_label_sits_on_the_last_real_token_and_padding_never_counts():
     x, y, n = collate_labelled([np.array([1, 2, 3]), np.array([4])], [1, 0], pad_id=9)
     assert x.tolist() == [[1, 2, 3], [4, 9, 9]]

@@ -281,3 +281,29 @@ def test_corpus_names(tmp_path, monkeypatch):
     assert load_corpus(str(tmp_path / "books")).name == "books"
     assert load_corpus([str(tmp_path / "books"), str(tmp_path / "b.md")]).name == "books + 1 more"
     assert load_corpus(str(tmp_path / "*.md")).name == str(tmp_path / "*.md")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_among_the_text_files_is_named_not_ignored(tmp_path):
+    """A FIFO named like a text file would block a read forever; the folder is not "empty" either."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    os.mkfifo(folder / "a.txt")
+    with pytest.raises(CorpusError, match=r"a\.txt is a FIFO \(named pipe\), not a text file"):
+        load_corpus(str(folder))
+    (folder / "b.txt").write_text("some text")
+    out = subprocess.run([sys.executable, "-m", "gptmini", "prepare", "--data", str(folder)], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"error: {folder / 'a.txt'} is a FIFO (named pipe), not a text file")
+    broken = tmp_path / "gone.txt"
+    broken.symlink_to(tmp_path / "nowhere.txt")
+    with pytest.raises(CorpusError, match="is a broken symbolic link"):
+        load_corpus(str(broken))
+    with pytest.raises(CorpusError, match="is a FIFO"):
+        load_corpus(str(folder / "*.txt"))

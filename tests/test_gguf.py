@@ -312,3 +312,32 @@ def test_ollama_template_prints_braces_of_the_text_literally():
     assert ollama_template("{{x}} {prompt}") == '{{ "{{" }}x}} {{ .Prompt }}'
     with pytest.raises(ValueError, match="exactly one {prompt}"):
         ollama_template("no placeholder")
+
+
+def test_a_lora_instruct_run_exports_merged_with_its_template(tmp_path, tiny_text):
+    """A fine-tuned run: its LoRA adapters merged into the weights the file holds, and the Modelfile prompting
+    the model with the run's own template (alpaca), stopping at end-of-text."""
+    import json
+
+    from gptmini.ckpt.state import load_for_inference
+    from gptmini.data.prompts import PROMPT_STYLES
+    from gptmini.train.engine import Trainer
+    from gptmini.train_config import TrainConfig
+
+    records = [{"instruction": f"Say {w}.", "input": "", "output": w} for w in "one two three four five six".split()]
+    (tmp_path / "tasks.json").write_text(json.dumps(records * 4))
+    small = dict(n_layers=1, n_heads=2, d_model=32, context=64, batch_size=4)
+    Trainer(TrainConfig(data=[str(tiny_text)], out=str(tmp_path / "pre"), tokenizer="gpt2", max_steps=2,
+                        optimizer="adamw", **small)).run()
+    Trainer(TrainConfig(task="instruct", data=[str(tmp_path / "tasks.json")], init_from=str(tmp_path / "pre"),
+                        out=str(tmp_path / "sft"), lora_rank=2, max_steps=6, lr=1e-2, batch_size=4)).run()
+    assert main(["export", str(tmp_path / "sft"), "--format", "gguf", "--out", str(tmp_path / "sft.gguf"),
+                 "--ollama"]) == 0
+    modelfile = (tmp_path / "Modelfile").read_text()
+    assert f'TEMPLATE """{PROMPT_STYLES["alpaca"].ollama_template}"""' in modelfile
+    assert 'PARAMETER stop "<|endoftext|>"' in modelfile
+    model, tok, _ = load_for_inference(tmp_path / "sft")
+    meta, weights, _ = read_gguf(tmp_path / "sft.gguf")
+    ids = tok.encode(PROMPT_STYLES["alpaca"].prompt("Say two."))
+    assert np.allclose(numpy_gpt2(meta, weights, ids), our_logits(model, ids), atol=1e-5)
+    assert "output.weight" in weights  # the adapted head differs from the token embedding: written untied

@@ -87,6 +87,22 @@ def test_batches_are_padded_as_the_book_pads_them():
     assert y.tolist() == [[IGNORE_INDEX, 3, 4, eot], [6, eot, IGNORE_INDEX, IGNORE_INDEX]] and n == 5
 
 
+def test_an_answer_ends_at_the_marker_its_examples_end_with():
+    """The playground and the samples stop where a trained answer stops: end-of-text, or for a tokenizer without
+    one (char) the blank line every example ends with."""
+    from gptmini.data.instructions import end_marker
+    from gptmini.sample.settings import SamplingSettings
+    from gptmini.tasks.instruct import answer_settings
+    from gptmini.text.tokenizer import build_tokenizer
+
+    wanted = SamplingSettings(strategy="top-k", top_k=5, max_new_tokens=7)
+    char = build_tokenizer("char", "It is 5.\n\n")
+    assert answer_settings(char, wanted) == SamplingSettings(strategy="top-k", top_k=5, max_new_tokens=7, stop="\n\n")
+    assert char.decode(end_marker(char)) == answer_settings(char, wanted).stop
+    gpt2 = build_tokenizer("gpt2")
+    assert answer_settings(gpt2, wanted) == wanted and end_marker(gpt2) == [gpt2.eot_id]  # the sampler stops at it
+
+
 def test_batches_and_loss_equal_the_books(tasks_file):
     """The same records, the same weights: the book's InstructionDataset + custom_collate_fn give the same
     batch and GPTMini's model the same loss (to 1e-5) as the book's model."""
@@ -133,6 +149,12 @@ def test_instruct_training_learns_counts_targets_and_shows_answers(tasks_file, t
     assert len(set(gaps)) > 1 and all(0 < g < 4 * 191 for g in gaps)
     samples = rec.of(ev.Sample)
     assert samples and all(s.reference is not None and s.reference.startswith("It is") for s in samples)
+    from gptmini.tasks.instruct import answers, respond
+
+    model, style = trainer.snapshot().model, PROMPT_STYLES["alpaca"]
+    prompts = [style.prompt(r["instruction"], r["input"]) for r in RECORDS[:5]]
+    # the samples' answers are generated together; each equals the one-prompt answer
+    assert answers(model, trainer.tokenizer, prompts, 12) == [respond(model, trainer.tokenizer, p, 12) for p in prompts]
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert [len(split[k]["indices"]) for k in ("train", "test", "val")] == [41, 4, 4]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -192,6 +214,8 @@ def test_fine_tuning_starts_from_the_users_own_pretrained_run(tasks_file, tmp_pa
     (["--task", "instruct", "--data", "{tasks}", "--lora-rank", "0"], "--lora-rank must be at least 1"),
     (["--task", "instruct", "--data", "{tasks}", "--template", "chatml"], "--template must be one of"),
     (["--task", "instruct", "--data", "nothing-here.json"], "not the name of a data set"),
+    (["--task", "instruct", "--data", "{tasks}", "--tokenizer", "char", "--context", "64"],
+     "every training example's prompt is longer than the context (64 tokens)"),
 ])
 def test_bad_fine_tuning_options_are_one_line(tmp_path, tasks_file, tiny_text, args, said):
     args = [a.format(text=tiny_text, tasks=tasks_file) for a in args]

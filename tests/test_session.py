@@ -7,7 +7,7 @@ import pytest
 from gptmini import events as ev
 from gptmini.errors import GPTMiniError
 from gptmini.events import RunState
-from gptmini.history import LossHistory
+from gptmini.history import LossHistory, ViewOptions
 from gptmini.session import RunRecord, RunSession
 from tests.helpers import Recorder, tiny_config
 
@@ -60,6 +60,74 @@ def test_the_record_keeps_every_sample_and_marks_those_a_restore_undid():
     assert [s.text for s in record.samples] == ["words at 100", "words at 200", "words at 300"]  # none lost
 
 
+def test_the_record_keeps_a_fine_tuning_samples_reference_and_each_evaluations_metrics():
+    """What the console shows of a fine-tuning run: the answer beside the reference, and accuracy per
+    evaluation (on the plot beside the loss), rewound by a restore like the loss."""
+    record = RunRecord(LossHistory())
+    record.handle(ev.Eval(step=0, epoch=1, tokens_seen=0, val_loss=0.9, val_ppl=2.5, train_loss=0.9, best=True,
+                          metrics={"train_accuracy": 0.5, "val_accuracy": 0.45}))
+    record.handle(ev.Sample(step=0, prompt="the cat sat", text="pets (61%)", reference="pets"))
+    for i in range(1, 101):
+        record.handle(step(i))
+        if i % 50 == 0:
+            record.handle(ev.Eval(step=i, epoch=1, tokens_seen=i * 128, val_loss=0.5, val_ppl=1.6, train_loss=0.4,
+                                  best=True, metrics={"train_accuracy": 0.9, "val_accuracy": i / 110}))
+    assert [(s.prompt, s.text, s.reference) for s in record.samples] == [("the cat sat", "pets (61%)", "pets")]
+    record.handle(ev.Sample(step=100, prompt="ROMEO:", text=" the king"))
+    assert record.samples[-1].reference is None  # pre-training continues a prompt: no reference
+    history = record.history
+    assert list(history.metrics["val_accuracy"].step) == [0, 50, 100]
+    view = history.view(ViewOptions("steps"))
+    assert view.metrics["val_accuracy"] == ([0.0, 50.0, 100.0], [pytest.approx(0.45), pytest.approx(50 / 110),
+                                                                  pytest.approx(100 / 110)])
+    assert history.view(ViewOptions("steps", after_step=60)).metrics["train_accuracy"] == ([100.0],
+                                                                                        [pytest.approx(0.9)])
+    record.handle(ev.CheckpointRestored(step=60, epoch=1, tokens_seen=60 * 128, path="x"))
+    assert list(history.metrics["val_accuracy"].step) == [0, 50]
+    record.handle(step(40))  # a resume from an older step: the evaluations after it go too
+    assert list(history.metrics["train_accuracy"].step) == [0]
+    history.clear()
+    assert history.view(ViewOptions("steps")).metrics == {}
+
+
+def run_started(task: str, info: dict) -> ev.RunStarted:
+    return ev.RunStarted(run_name="r", run_dir="r", model_config={}, n_params=1, corpus="c", corpus_bytes=1,
+                         train_tokens=1, val_tokens=1, tokenizer="char", vocab_size=9, device="cpu", dtype="float32",
+                         batch_size=1, grad_accum=1, world_size=1, context_length=8, epochs=1, batches_per_epoch=1,
+                         total_steps=1, start_step=0, task=task, task_info=info)
+
+
+def test_what_the_model_reads_and_a_classifiers_verdict_come_from_the_session():
+    """A front end formats a typed instruction, ends an answer and classifies a text through the session and
+    the weights it gives, never through the tasks themselves."""
+    import torch
+
+    from gptmini.data.prompts import PROMPT_STYLES
+    from gptmini.model.config import ModelConfig
+    from gptmini.model.gpt import GPT
+    from gptmini.sample.settings import SamplingSettings
+    from gptmini.session import SamplingSource
+    from gptmini.tasks.classify import encode_text, predict
+    from gptmini.text.tokenizer import build_tokenizer
+
+    session = RunSession()
+    assert session.model_prompt("Add 1 and 2.", "1+2") == "Add 1 and 2."  # no run yet: as typed
+    session.record.handle(run_started("instruct", {"name": "instruct", "template": "phi3"}))
+    assert session.model_prompt("Add 1 and 2.", "1+2") == PROMPT_STYLES["phi3"].prompt("Add 1 and 2.", "1+2")
+    session.record.handle(run_started("classify", {"name": "classify", "labels": ["a", "b"], "pad_id": 3}))
+    assert session.model_prompt("the cat", "x") == "the cat"
+
+    tok = build_tokenizer("char", "the cat sat\n")
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, context_length=8, n_layers=1, n_heads=2, d_model=16,
+                            n_classes=2)).eval()
+    source = SamplingSource(model, tok, 5, "live", 0.0, {"name": "classify", "labels": ["a", "b"], "pad_id": 3})
+    probs = source.label_probabilities("the cat")
+    assert probs == pytest.approx(predict(model, [encode_text(tok, "the cat", 3)], 3)[0].tolist())
+    assert len(probs) == 2 and sum(probs) == pytest.approx(1.0)
+    assert source.answer_settings(SamplingSettings(max_new_tokens=9)).stop == "\n\n"  # char: the blank line
+
+
 def test_a_session_trains_pauses_saves_samples_restores_and_stops_with_the_last_step_saved(tiny_text, tmp_path):
     rec = Recorder()
     session = session_with(rec, snapshot_max_age=3600.0)
@@ -78,15 +146,17 @@ def test_a_session_trains_pauses_saves_samples_restores_and_stops_with_the_last_
     assert session.record.last_saved == saved and session.steps_since_save == 0
     assert [i.step for i in session.list_checkpoints()] == [paused_at]
 
+    assert session.snapshot_step is None  # no snapshot taken yet
     first = session.sampling_source()
     assert first.step == paused_at and first.label == "live" and not first.model.training
+    assert session.snapshot_step == paused_at  # what the next sampling_source gives without a new snapshot
     assert session.sampling_source() is first  # cached while the weights have not moved
     session.resume()
     assert not session.pause_requested
     rec.wait_for(lambda e: isinstance(e, ev.Step) and e.step >= paused_at + 5)
     assert session.sampling_source() is first  # younger than snapshot_max_age
     session.refresh_sampling()  # an evaluation: take the newer weights next time
-    assert session.sampling_source().step > paused_at
+    assert session.sampling_source().step > paused_at and session.snapshot_step > paused_at
 
     rewound: list[int | None] = []
     session.subscribe(lambda e: rewound.append(session.history.last_step)

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gptmini import tempfiles
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -43,27 +45,26 @@ def _write_bytes_synced(path: Path, data: bytes) -> None:
 def write_pointer(run_dir: Path, pointer: str, target: str) -> None:
     """Atomically make ``run_dir/pointer`` name ``target``."""
     tmp = run_dir / f".{pointer}.tmp-{os.getpid()}"
-    _write_bytes_synced(tmp, (target + "\n").encode())
-    os.replace(tmp, run_dir / pointer)
+    with tempfiles.in_progress(tmp):
+        _write_bytes_synced(tmp, (target + "\n").encode())
+        os.replace(tmp, run_dir / pointer)
     _fsync_dir(run_dir)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``path`` whole or not at all (a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    with tempfiles.in_progress(tmp):
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``path`` whole or not at all, synced (a crash leaves the old file or the new one, never half)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with tempfiles.in_progress(tmp):
         _write_bytes_synced(tmp, text.encode("utf-8"))
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     _fsync_dir(path.parent)
 
 
@@ -84,3 +85,20 @@ def _remove_dir(path: Path) -> None:
         return
     shutil.rmtree(trash, ignore_errors=True)
 
+
+
+def write_folder_atomic(out: Path, fill) -> Path:
+    """Make folder ``out`` whole or not at all: ``fill(tmp)`` writes into a hidden sibling, which then replaces
+    ``out`` (an existing one is removed only once the new one is complete)."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        fill(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -37,6 +37,7 @@ def live_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 def check_model_config(saved: dict[str, Any], current: ModelConfig, where: Path) -> None:
     """Raise if a checkpoint's model shape differs from the running model's."""
     cur = current.to_dict()
+    saved = {**ModelConfig.field_defaults(), **saved}  # fields added since the checkpoint was written
     ignore = {"dropout"}  # dropout changes no tensor shapes
     diffs = [
         f"checkpoint has {k}={saved.get(k)!r}, this run has {cur[k]!r}"

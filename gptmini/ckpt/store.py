@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from gptmini import tempfiles
 from gptmini.ckpt.files import (
     _fsync_dir,
     _remove_dir,
@@ -66,7 +67,7 @@ def save_checkpoint(
     final = run_dir / name
     tmp = run_dir / f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}"
     tmp.mkdir()
-    try:
+    with tempfiles.in_progress(tmp):  # removed on any way out, and by a process ended at once
         full = dict(manifest)
         full["format_version"] = FORMAT_VERSION
         full["step"] = step
@@ -95,9 +96,6 @@ def save_checkpoint(
         else:
             os.replace(tmp, final)
         _fsync_dir(run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     write_pointer(run_dir, "latest", name)
     if best:
         write_pointer(run_dir, "best", name)

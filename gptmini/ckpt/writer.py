@@ -48,8 +48,9 @@ class SaveResult:
 class CheckpointWriter:
     """Writes checkpoints on a background thread; results come back on ``done``."""
 
-    def __init__(self, staging: StagingPool) -> None:
+    def __init__(self, staging: StagingPool, on_landed: Callable[[Path], None] | None = None) -> None:
         self.staging = staging
+        self.on_landed = on_landed  # called on this thread as soon as a checkpoint is on disk
         self._jobs: queue.SimpleQueue[SaveJob | Spec | None] = queue.SimpleQueue()
         self.done: queue.SimpleQueue[SaveResult] = queue.SimpleQueue()
         self._pending = 0
@@ -111,6 +112,8 @@ class CheckpointWriter:
         try:
             path = save_checkpoint(job.run_dir, job.step, job.model, job.optimizer, job.manifest,
                                    best=job.best, keep_last=job.keep_last)
+            if self.on_landed is not None:
+                self.on_landed(path)
             self.done.put(SaveResult(job, path, None))
         except Exception as exc:  # disk full, permissions...
             self.done.put(SaveResult(job, None, exc))
@@ -138,7 +141,8 @@ class CheckpointWriter:
 class RunSaves:
     """A run's saves: handed to the writer thread between two steps, their results told as events.
 
-    ``last`` is the newest checkpoint known to be on disk (a resume or restore sets it too);
+    ``last`` is the newest checkpoint on disk (a resume or restore sets it too): set by the writer thread the
+    moment a save lands, before the training thread tells it, so that a process ended at once names it;
     ``on_failure`` runs when a save failed, so that the run counts its steps as unsaved again.
     """
 
@@ -149,7 +153,15 @@ class RunSaves:
         self.last: Path | None = None
 
     def open(self, *, pin: bool) -> None:
-        self.writer = CheckpointWriter(StagingPool(pin=pin))
+        self.writer = CheckpointWriter(StagingPool(pin=pin), on_landed=self._landed)
+
+    def _landed(self, path: Path) -> None:
+        self.last = path
+
+    @property
+    def busy(self) -> bool:
+        """A save is being written (or waits to be)."""
+        return self.writer is not None and not self.writer.wait_idle(0)
 
     def prefault(self, sources: dict[str, torch.Tensor]) -> None:
         """Map a staging buffer set shaped like ``sources`` ahead of the first save, off the training thread."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from gptmini.cli.args import Parser
-from gptmini.errors import GPTMiniError
+from gptmini.errors import GPTMiniError, os_error_text
 
 
 def build_parser() -> Parser:
@@ -38,3 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a full disk, a folder without permission: the cause the OS gave, in one line
+        text = os_error_text(exc, getattr(args, "out", None))
+        if text is None:
+            raise
+        print(f"error: {text}", file=sys.stderr)
+        return 1

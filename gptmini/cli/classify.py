@@ -65,15 +65,13 @@ def _load(checkpoint: str, device: str):
 
 
 def _probabilities(model, tokenizer, pad_id: int, texts: list[str]):
-    import numpy as np
-
     from gptmini.errors import TokenizerError
-    from gptmini.tasks.classify import predict
+    from gptmini.tasks.classify import encode_text, predict
 
     ids = []
     for i, text in enumerate(texts):
         try:
-            ids.append(np.asarray(tokenizer.encode(text) or [pad_id], dtype=np.int64))
+            ids.append(encode_text(tokenizer, text, pad_id))
         except TokenizerError as exc:
             raise ConfigError(f"text {i + 1}: {exc}") from None
     return predict(model, ids, pad_id).tolist()

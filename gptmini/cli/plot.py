@@ -3,9 +3,12 @@ each, drawn with matplotlib (an optional extra: ``pip install 'gptmini[plot]'``)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from gptmini import tempfiles
 from gptmini.errors import ConfigError
+from gptmini.paths import check_output_file
 
 X_AXES = ("steps", "tokens", "epochs", "time")
 
@@ -21,6 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--smooth", type=int, default=0, metavar="N",
                    help="smooth the train loss over the last N steps (0: the engine's running average)")
     p.add_argument("--dpi", type=int, default=120, help="dots per inch of a PNG (120)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.set_defaults(run=run)
 
 
@@ -72,8 +76,21 @@ def run(args) -> int:
         raise ConfigError(f"--out must end in .png, .svg or .pdf, got {out}")
     if args.smooth < 0:
         raise ConfigError(f"--smooth must be 0 or more, got {args.smooth}")
+    check_output_file(out, force=args.force)  # before any drawing: an existing file, a folder, no permission
     fig = figure(runs, x=args.x, log_y=args.log_y, smooth=args.smooth)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=args.dpi)
+    save_figure(fig, out, dpi=args.dpi)
     print(f"wrote {out}: {len(runs)} run(s), x: {args.x}{', log y' if args.log_y else ''}")
     return 0
+
+
+def save_figure(fig, out: Path, *, dpi: int) -> None:
+    """Write the image whole or not at all (a temporary file renamed into place); a failed write is one line
+    naming the cause the OS gave."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfiles.in_progress(tmp):
+            fig.savefig(tmp, dpi=dpi, format=out.suffix.lower().lstrip("."))
+            os.replace(tmp, out)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None

@@ -9,7 +9,14 @@ from typing import Any
 
 from gptmini.errors import SamplingError
 from gptmini.sample.settings import SamplingSettings
-from gptmini.sample.strategies import KNOBS, STRATEGIES, Knob, owner, sampling_strategies, word_list
+from gptmini.sample.strategies import (
+    KNOBS,
+    STRATEGIES,
+    Knob,
+    owner,
+    sampling_strategies,
+    word_list,
+)
 
 
 def add_sampling_options(p: argparse.ArgumentParser, *, max_new_tokens: int, max_new_tokens_help: str,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import traceback
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -15,7 +15,10 @@ from rich.text import Text
 from gptmini import events as ev
 from gptmini import fmt
 from gptmini.cli.args import add_train_arguments, train_config_from_args
+from gptmini.cli.signals import StopSignals
+from gptmini.ckpt.layout import checkpoint_name
 from gptmini.errors import GPTMiniError
+from gptmini.events import RunState
 from gptmini.paths import check_run_paths
 
 
@@ -25,6 +28,7 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+STOP_GRACE_S = 1.0  # after a stop request with nothing unsaved, the run may take this long to end by itself
 LEVEL_PREFIX = {"warning": "[yellow]warning:[/] ", "error": "[red]error:[/] ", "save": "[green]✔[/] "}
 
 
@@ -72,8 +76,14 @@ class ConsoleReporter(ev.Handler):
             self._print_line(e)
 
     def on_finished(self, e: ev.Finished) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        self.close()
+
+    def close(self) -> None:
+        """Take the bars off the screen (a run or the tokenising ended, perhaps stopped halfway)."""
+        for bar in (self.data_bar, self.progress):
+            if bar is not None:
+                bar.stop()
+        self.data_bar = None
 
     def on_data_progress(self, e: ev.DataProgress) -> None:
         """Tokenising a corpus the cache does not hold yet: a transient bar (or one line), then a summary."""
@@ -129,39 +139,33 @@ def run(args) -> int:
     reporter = ConsoleReporter(console)
     if trainer_is_main():
         trainer.subscribe(reporter)
-    stops = 0
 
-    def on_signal(signum, frame):
-        nonlocal stops
-        if signum == signal.SIGHUP:  # the terminal is gone (SSH dropped): nowhere left to print
-            _silence_output()
-            if stops:
-                return
-        stops += 1
-        if stops == 1:
-            trainer.stop(save=True)
-            _say("stopping after this step, then saving it (press Ctrl+C again to stop at once, without saving)")
-            return
-        last = trainer.last_checkpoint
-        _say("stopped at once, without saving the steps since the last checkpoint"
-             + (f" ({last})" if last else " (none was saved)"))
-        os._exit(128 + signum)  # the step in progress may run for minutes: do not wait for it
+    def at_once() -> str:
+        if trainer.unsaved:
+            last = trainer.last_checkpoint
+            return ("stopped at once, without saving the steps since the last checkpoint"
+                    + (f" ({last})" if last else " (none was saved)"))
+        return stop_report(trainer.step, trainer.last_checkpoint, cfg.resume)
 
-    stop_signals = [signal.SIGINT, signal.SIGTERM]
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup, keep training
-        stop_signals.append(signal.SIGHUP)
-    old = {s: signal.signal(s, on_signal) for s in stop_signals}
+    def first_words() -> str:
+        if trainer.state in (RunState.CREATED, RunState.STARTING):
+            return "stopping before training begins (press Ctrl+C again to stop at once)"
+        return "stopping after this step, then saving it (press Ctrl+C again to stop at once, without saving)"
+
+    signals = StopSignals(lambda: trainer.stop(save=True), first_words, at_once)
     # Training runs on its own thread: the main thread stays free to take a second Ctrl+C at once, even
     # while one step spends minutes inside a single torch operation.
     result: list[ev.Finished] = []
     thread = threading.Thread(target=lambda: result.append(trainer.run()), name="gptmini-train")
-    try:
+    with signals:
         thread.start()
         while thread.is_alive():
             thread.join(0.25)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+            if (signals.count and signals.seconds_since_first() >= STOP_GRACE_S and not trainer.unsaved
+                    and not trainer.winding_up):
+                # stopped while loading, building, compiling, or right after a save: nothing to lose, and
+                # what runs now (a compilation, a download) may not look at the stop for minutes
+                signals.end_now(stop_report(trainer.step, trainer.last_checkpoint, cfg.resume))
     finished = result[0]
     for err in reporter.errors:
         if err.fatal:
@@ -176,26 +180,21 @@ def run(args) -> int:
         print(f"error: {len(failed)} checkpoint save(s) failed; the last one on disk is "
               f"{last if last else 'none'}", file=sys.stderr)
         return 1
-    if stops and trainer_is_main():
-        where = trainer.run_dir
-        console.print(f"stopped at step {finished.step}; checkpoint saved in {where}\n"
-                      f"resume with: gptmini train --resume {where}", highlight=False)
+    if signals.count and trainer_is_main():
+        console.print(stop_report(finished.step, trainer.last_checkpoint, cfg.resume), highlight=False,
+                      soft_wrap=True)
     return 0
 
 
-def _say(text: str) -> None:
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except OSError:  # a hung-up terminal
-        pass
-
-
-def _silence_output() -> None:
-    """Point stdout and stderr at /dev/null: printing to a hung-up terminal fails with EIO."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    for fd in (1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
+def stop_report(step: int, last: Path | None, resume: str | None) -> str:
+    """The last words of a stopped run: the checkpoint it resumes from, or that nothing was saved."""
+    if last is None:
+        if resume:
+            return f"stopped before training resumed; nothing new was saved\nresume with: gptmini train --resume {resume}"
+        return "stopped before training began; nothing was saved" if step == 0 else \
+            f"stopped at step {step}; nothing was saved"
+    lost = "" if last.name == checkpoint_name(step) else f" (the steps after {last.name} were not saved)"
+    return f"stopped at step {step}; checkpoint {last}{lost}\nresume with: gptmini train --resume {last.parent}"
 
 
 def trainer_is_main() -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gptmini.data.batch import IGNORE_INDEX, Batch
+from gptmini.data.named import read_text_file
 from gptmini.data.prompts import PromptStyle
 from gptmini.errors import CorpusError, TokenizerError
 from gptmini.text.corpus import DOC_SEPARATOR
@@ -46,18 +47,7 @@ class Record:
 def read_records(path: str | Path) -> list[Record]:
     """Every record of ``path`` (a JSON list, or one JSON object per line), checked."""
     path = Path(path).expanduser()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CorpusError(f"{path} is a folder; instruction data is one .json or .jsonl file") from None
-    except OSError as exc:
-        raise CorpusError(f"cannot read {path} ({exc.strerror or exc})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    text = read_text_file(path, "instruction data is one .json or .jsonl file")
     items = _json_items(path, text)
     if not items:
         raise CorpusError(f"{path} holds no records")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gptmini.data.batch import IGNORE_INDEX
+from gptmini.data.named import read_text_file
 from gptmini.errors import CorpusError
 
 SPLIT_FRACTIONS = (0.70, 0.10)  # train, validation; the rest (20 %) is the test split, as the book's random_split
@@ -38,16 +39,7 @@ def read_labelled(path: str | Path, text_column: str, label_column: str) -> list
     """Every row of ``path`` as (text, label), checked. Columns are names (a header row), or 0-based numbers
     (no header)."""
     path = Path(path).expanduser()
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CorpusError(f"{path} is a folder; labelled data is one .csv, .tsv or .jsonl file") from None
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path} is not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise CorpusError(f"cannot read {path} ({exc.strerror or exc})") from None
+    text = read_text_file(path, "labelled data is one .csv, .tsv or .jsonl file")
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = _json_rows(path, text, text_column, label_column)
     else:
@@ -60,15 +52,17 @@ def read_labelled(path: str | Path, text_column: str, label_column: str) -> list
 def _table_rows(path: Path, text: str, text_column: str, label_column: str) -> list[LabelledText]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" or ("\t" in text[:4096] and "," not in text[:4096]) else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    numbered = text_column.isdigit() and label_column.isdigit()
+    numbered = text_column.isdecimal() and label_column.isdecimal()
     try:
         header = None if numbered else next(reader, None)
         if header is not None:
             missing = [c for c in (text_column, label_column) if c not in header]
             if missing:
-                raise CorpusError(f"{path} has no column {missing[0]!r} (its columns: {', '.join(header)}); name "
+                raise CorpusError(f"{path} has no column {missing[0]!r} (its columns: {_names(header)}); name "
                                   f"them with --text-column and --label-column, or give their numbers")
             ti, li = header.index(text_column), header.index(label_column)
+        elif not numbered:
+            return []  # no header row: the file holds nothing
         else:
             ti, li = int(text_column), int(label_column)
         width = len(header) if header is not None else None
@@ -163,26 +157,29 @@ def read_rows(path: str | Path, text_column: str) -> tuple[list[str], list[dict[
     """The rows of a CSV/TSV (with a header; without one its columns are named "0", "1", ...) or JSONL file as
     dicts, for ``gptmini classify --file``; ``text_column`` must be among them."""
     path = Path(path).expanduser()
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CorpusError(f"cannot read {path} ({exc})") from None
+    text = read_text_file(path, "give a .csv, .tsv, .jsonl or .txt file")
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = [_json_object(path, number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
         header = list(rows[0]) if rows else []
     else:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
         table = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if row]
-        header = [str(i) for i in range(len(table[0]))] if table and text_column.isdigit() else (table[:1] or [[]])[0]
-        body = table if text_column.isdigit() else table[1:]
-        for number, row in enumerate(body, 1 if text_column.isdigit() else 2):
+        numbered = text_column.isdecimal()
+        header = [str(i) for i in range(len(table[0]))] if table and numbered else (table[:1] or [[]])[0]
+        body = table if numbered else table[1:]
+        for number, row in enumerate(body, 1 if numbered else 2):
             if len(row) != len(header):
                 raise CorpusError(f"{path}, row {number}: {len(row)} fields where the file has {len(header)}")
         rows = [dict(zip(header, row)) for row in body]
     if text_column not in header:
-        raise CorpusError(f"{path} has no column {text_column!r} (its columns: {', '.join(header)}); name it with "
+        raise CorpusError(f"{path} has no column {text_column!r} (its columns: {_names(header)}); name it with "
                           f"--text-column")
     return header, rows
+
+
+def _names(header: list[str]) -> str:
+    """A header's column names on one line (a name may hold a line break)."""
+    return ", ".join(name if name.isprintable() else repr(name) for name in header) or "none"
 
 
 def _json_object(path: Path, number: int, line: str) -> dict[str, Any]:

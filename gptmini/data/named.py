@@ -91,3 +91,39 @@ def _extract(name: str, archive: Path, target: Path, info: dict[str, Any]) -> No
         raise CorpusError(f"{archive} is not the {name} archive ({exc}); delete it and try again") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def data_file(data: list[str] | None, *, task: str, kind: str) -> str:
+    """The one file ``--data`` names for a fine-tuning ``task``: a path, or the name of a data set of ``kind``
+    (downloaded once). A text corpus, several files or none: one line each."""
+    what = KINDS[kind]
+    if not data:
+        known = " or ".join(named_data_names(kind))
+        raise ConfigError(f"--task {task} needs --data FILE: {what}" + (f" (or {known})" if known else ""))
+    if len(data) > 1:
+        raise ConfigError(f"--task {task} takes one --data file (got {len(data)}); give the validation and test "
+                          f"sets with --val-data and --test-data")
+    spec = data[0]
+    if Path(spec).expanduser().exists():
+        if Path(spec).suffix.lower() in (".txt", ".md"):
+            raise ConfigError(f"--task {task} reads {what}, not a text corpus like {spec}; pre-train on text with "
+                              f"--task pretrain")
+        return str(Path(spec).expanduser())
+    return str(fetch_named_data(spec, kind=kind))
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """A data file's text (UTF-8, a BOM dropped); one ``CorpusError`` naming the file otherwise."""
+    from gptmini.errors import CorpusError
+
+    path = Path(path).expanduser()
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CorpusError(f"{path} is a folder; {what}") from None
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise CorpusError(f"cannot read {path} ({exc.strerror or exc})") from None

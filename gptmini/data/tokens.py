@@ -1,9 +1,17 @@
 """Token cache and train/val split.
 
 ``TokenData.build`` tokenises a corpus once, streaming it through the tokenizer
-into a flat raw file of uint16/uint32 ids in the cache folder (named by the
-corpus fingerprint and the tokenizer description), then memory-maps it. A second
-run with the same text and tokenizer opens the file instantly.
+into a file of uint16/uint32 ids in the cache folder (named by the corpus
+fingerprint and the tokenizer description), then memory-maps it. A second run
+with the same text and tokenizer opens the file at once, after checking its size
+and checksum (``data.token_file``); a damaged file is tokenised again, with a
+warning. A stop request (``stopping``) ends the tokenising between two chunks and
+leaves nothing behind.
+
+A stretch of more than 256 K characters that GPT-2's pre-tokenizer cannot split
+(one "word": a corpus without whitespace, digits or punctuation) is cut every
+256 K characters (``MAX_WORD_CHARS``), so tokenising shows progress and can stop
+within a second; its tokens may differ from ``tokenizer.encode`` near those cuts.
 
 Documents are separated by the tokenizer's end-of-text token when it has one
 (gpt2: ``<|endoftext|>`` = 50256) and by a blank line otherwise (char).
@@ -13,7 +21,6 @@ Windows and batches over the tokens are ``data.windows``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -26,15 +33,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gptmini import tempfiles
+from gptmini.data.token_file import TokenFileWriter, cache_write_error, check_token_file
 from gptmini.errors import ConfigError, CorpusError
+from gptmini.stopping import check_stop
 from gptmini.text.corpus import DOC_SEPARATOR, Corpus, cache_root
-from gptmini.text.tokenizer import EOT_TEXT, Tokenizer
+from gptmini.text.tokenizer import DEFAULT_CHUNK_CHARS, EOT_TEXT, Tokenizer
 
 if TYPE_CHECKING:
     import torch
 
-CACHE_FORMAT = 1
+MAX_WORD_CHARS = DEFAULT_CHUNK_CHARS // 4  # a "word" GPT-2 cannot split is cut this often (~0.25 s of BPE each)
+CACHE_FORMAT = 2  # 2: a footer with the count and checksum of the ids (data.token_file)
 ProgressFn = Callable[[int, int], None]
+WarnFn = Callable[[str], None]
 Batch = tuple["torch.Tensor", "torch.Tensor"]  # torch is imported when batches are made
 
 
@@ -105,19 +117,24 @@ class TokenData:
         cache_dir: Path | None = None,
         val_fraction: float = 0.1,
         progress: ProgressFn | None = None,
+        warn: WarnFn | None = None,
     ) -> "TokenData":
         """Tokenise ``corpus`` into the cache (or reuse the cached file) and memory-map it.
 
-        ``progress(done_bytes, total_bytes)`` follows the corpus bytes read.
+        ``progress(done_bytes, total_bytes)`` follows the corpus bytes read; ``warn(message)`` is told when
+        a damaged cache file is tokenised again.
         """
         folder = Path(cache_dir) if cache_dir is not None else tokens_cache_dir()
         path = folder / f"{cache_key(corpus, tokenizer)}.{tokenizer.dtype.name}.bin"
-        from_cache = _usable(path, tokenizer.dtype)
+        n_tokens, problem = check_token_file(path, tokenizer.dtype)
+        if problem is not None and warn is not None:
+            warn(f"the token cache file {path} is damaged ({problem}); tokenising {corpus.name} again")
+        from_cache = n_tokens is not None
         if not from_cache:
-            _write_tokens(corpus, tokenizer, path, progress)
+            n_tokens = _write_tokens(corpus, tokenizer, path, progress)
         elif progress is not None:
             progress(corpus.n_bytes, corpus.n_bytes)
-        tokens = np.memmap(path, dtype=tokenizer.dtype, mode="r")
+        tokens = np.memmap(path, dtype=tokenizer.dtype, mode="r", shape=(n_tokens,))
         n_train = split_point(tokens.shape[0], val_fraction)
         return cls(tokens=tokens, n_train=n_train, val_fraction=val_fraction, path=path, from_cache=from_cache)
 
@@ -145,9 +162,15 @@ class TokenisingProgress:
     def finish(self, token_data: TokenData) -> None:
         self.emit(self._event(self.corpus.n_bytes, token_data.from_cache))
 
+    def warn(self, message: str) -> None:
+        from gptmini.events import Warning
+
+        self.emit(Warning(message=message, step=0))
+
 
 def tokenize_corpus(
-    corpus: Corpus, tokenizer: str | Tokenizer, *, val_fraction: float = 0.1, progress: ProgressFn | None = None
+    corpus: Corpus, tokenizer: str | Tokenizer, *, val_fraction: float = 0.1, progress: ProgressFn | None = None,
+    warn: WarnFn | None = None,
 ) -> tuple[Tokenizer, TokenData]:
     """The tokenizer for ``corpus`` and its cached token data.
 
@@ -159,7 +182,7 @@ def tokenize_corpus(
 
     if isinstance(tokenizer, str):
         tokenizer = build_tokenizer(tokenizer, corpus.iter_text() if tokenizer == "char" else None)
-    return tokenizer, TokenData.build(corpus, tokenizer, val_fraction=val_fraction, progress=progress)
+    return tokenizer, TokenData.build(corpus, tokenizer, val_fraction=val_fraction, progress=progress, warn=warn)
 
 
 def split_point(n_tokens: int, val_fraction: float) -> int:
@@ -169,48 +192,39 @@ def split_point(n_tokens: int, val_fraction: float) -> int:
     return int(n_tokens * (1 - val_fraction))
 
 
-def _usable(path: Path, dtype: np.dtype) -> bool:
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return False
-    return size > 0 and size % dtype.itemsize == 0
-
-
-def _write_tokens(corpus: Corpus, tokenizer: Tokenizer, path: Path, progress: ProgressFn | None) -> None:
-    """Stream the corpus through the tokenizer into ``path`` (tmp file + atomic rename)."""
+def _write_tokens(corpus: Corpus, tokenizer: Tokenizer, path: Path, progress: ProgressFn | None) -> int:
+    """Stream the corpus through the tokenizer into ``path`` (a temporary file renamed into place); the
+    number of tokens. Checks for a stop request between two chunks."""
     total = corpus.n_bytes
     read = 0
 
     def blocks() -> Iterator[str]:
         nonlocal read
         for text, n_bytes in corpus.iter_blocks(document_separator(tokenizer)):
+            check_stop()
             yield text
             read += n_bytes
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        n_tokens = 0
-        with open(tmp, "wb") as out:
-            for arr in tokenizer.encode_stream(blocks()):
-                arr.astype(tokenizer.dtype, copy=False).tofile(out)
-                n_tokens += arr.shape[0]
-                if progress is not None:
-                    progress(min(read, total), total)
-        if n_tokens == 0:
-            raise CorpusError(f"the corpus {corpus.name!r} produced no tokens")
-        os.replace(tmp, path)
+        with tempfiles.in_progress(tmp):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as out:
+                writer = TokenFileWriter(out, tokenizer.dtype)
+                for arr in tokenizer.encode_stream(blocks(), max_piece_chars=MAX_WORD_CHARS):
+                    check_stop()
+                    writer.write(arr)
+                    if progress is not None:
+                        progress(min(read, total), total)
+                if writer.n_tokens == 0:
+                    raise CorpusError(f"the corpus {corpus.name!r} produced no tokens")
+                writer.finish()
+            os.replace(tmp, path)
     except OSError as e:
-        raise CorpusError(
-            f"cannot write the token cache in {path.parent} ({e.strerror or e}); "
-            "set GPTMINI_CACHE_DIR to a writable folder"
-        ) from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        raise cache_write_error(e, path.parent, total * tokenizer.dtype.itemsize) from None
     if progress is not None:
         progress(total, total)
+    return writer.n_tokens
 
 
 # -- windows and batches -------------------------------------------------------------

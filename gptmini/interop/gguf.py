@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gptmini.errors import CheckpointError, ConfigError
-from gptmini.paths import check_output_file
 from gptmini.interop.gguf_vocab import GGUFVocab, gguf_vocab, require_gguf
 from gptmini.model.config import ModelConfig
+from gptmini.paths import check_output_file
 
 if TYPE_CHECKING:  # torch is imported where it is used: the command line reads GGUF_DTYPES without it
     import torch

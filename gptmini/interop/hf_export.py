@@ -12,13 +12,13 @@ same id and decodes by joining them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gptmini.ckpt.files import write_folder_atomic
 from gptmini.ckpt.state import model_for_export
 from gptmini.errors import CheckpointError, ConfigError
 from gptmini.interop.pretrained import CONV1D
@@ -78,23 +78,16 @@ def export_hf(path: str | Path, out_dir: str | Path, *, force: bool = False) -> 
                           f"replace it")
     model = model_for_export(path)
     cfg, tokenizer = model.config, model.tokenizer
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        save_file(hf_state(model.state, cfg), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+
+    def fill(folder: Path) -> None:
+        save_file(hf_state(model.state, cfg), str(folder / "model.safetensors"), metadata={"format": "pt"})
         eot = getattr(tokenizer, "eot_id", None)
-        _write_json(tmp / "config.json", hf_config(cfg, eot, model.manifest.get("task")))
-        _write_json(tmp / "generation_config.json",
+        _write_json(folder / "config.json", hf_config(cfg, eot, model.manifest.get("task")))
+        _write_json(folder / "generation_config.json",
                     {"bos_token_id": eot, "eos_token_id": eot, "do_sample": False, "max_length": cfg.context_length})
-        _write_tokenizer(tokenizer, tmp, cfg.context_length)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+        _write_tokenizer(tokenizer, folder, cfg.context_length)
+
+    return write_folder_atomic(out, fill)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

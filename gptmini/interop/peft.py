@@ -11,13 +11,12 @@ one adapter of rank ``3r`` whose ``B`` is block-diagonal (``rank_pattern`` / ``a
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gptmini.ckpt.files import write_folder_atomic
 from gptmini.errors import CheckpointError, ConfigError
 
 FILES = ("adapter_model.safetensors", "adapter_config.json")
@@ -81,18 +80,11 @@ def export_peft(path: str | Path, out_dir: str | Path, *, force: bool = False) -
     cfg = ckpt.model_config
     adapters = {k: v for k, v in ckpt.model.items() if ".lora_" in k or k.startswith("head_lora.")}
     base = (ckpt.manifest.get("base") or {}).get("from") or "the base model: gptmini export BASE --format hf"
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        save_file(peft_tensors(adapters, cfg.n_layers, cfg.vocab_size), str(tmp / FILES[0]),
+
+    def fill(folder: Path) -> None:
+        save_file(peft_tensors(adapters, cfg.n_layers, cfg.vocab_size), str(folder / FILES[0]),
                   metadata={"format": "pt"})
         config = peft_config(lora, base, has_head="head_lora.lora_A" in adapters)
-        (tmp / FILES[1]).write_text(json.dumps(config, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+        (folder / FILES[1]).write_text(json.dumps(config, indent=2) + "\n")
+
+    return write_folder_atomic(out, fill)

@@ -11,7 +11,10 @@ the engine pads it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +49,43 @@ def fetch(spec: str) -> Path:
         return folder
     repo = HUB_REPOS[spec]
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import constants, hf_hub_download
     except ImportError:
         raise ConfigError("--init-from by name downloads with huggingface_hub, which is not installed: "
                           "pip install huggingface_hub (or pass a folder)") from None
-    try:
-        paths = [hf_hub_download(repo, name) for name in FILES]  # cached; progress bars as the hub shows them
-    except Exception as exc:  # offline, unreachable, refused: every way it fails means "no files"
-        raise ConfigError(
-            f"could not fetch {repo} from the Hugging Face Hub ({type(exc).__name__}); offline, download its "
-            f"config.json and model.safetensors on a connected machine and pass their folder: --init-from DIR"
-        ) from None
+    with _quiet_hub():
+        try:  # fetched before: no network needed
+            return Path([hf_hub_download(repo, name, local_files_only=True) for name in FILES][0]).parent
+        except Exception:  # noqa: BLE001 - not in the cache (or a damaged cache): download
+            pass
+        from gptmini.text.fetch import unreachable
+
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else unreachable(f"{constants.ENDPOINT}/{repo}")
+        if why is not None:
+            raise ConfigError(_offline(repo, why))
+        try:
+            paths = [hf_hub_download(repo, name) for name in FILES]  # cached; progress bars as the hub shows them
+        except Exception as exc:  # offline, unreachable, refused: every way it fails means "no files"
+            raise ConfigError(_offline(repo, type(exc).__name__)) from None
     return Path(paths[0]).parent
+
+
+def _offline(repo: str, why: str) -> str:
+    return (f"could not fetch {repo} from the Hugging Face Hub ({why}); offline, download its config.json and "
+            f"model.safetensors on a connected machine and pass their folder: --init-from DIR")
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """The hub client's own log lines (a retry message every few seconds) off while it works: a failure is
+    told in one line of ours."""
+    hub = logging.getLogger("huggingface_hub")
+    before = hub.level
+    hub.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub.setLevel(before)
 
 
 def read_config(folder: Path) -> dict[str, Any]:

@@ -52,6 +52,11 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
+    def field_defaults(cls) -> dict[str, Any]:
+        """Each field's default (what a checkpoint written before a field existed had)."""
+        return {f.name: f.default for f in fields(cls)}
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gptmini.data.batch import Batch
+from gptmini.stopping import check_stop
 
 if TYPE_CHECKING:
     import torch
@@ -117,9 +118,11 @@ class Task(ABC):
 
 
 def mean_loss(model: torch.nn.Module, batches: list[Batch], device: torch.device, precision: DeviceChoice) -> float:
-    """The mean of the model's loss over fixed batches (call with the model in eval mode, under no_grad)."""
+    """The mean of the model's loss over fixed batches (call with the model in eval mode, under no_grad).
+    A stop request (``stopping``) ends it between two batches."""
     total = 0.0
     for batch in batches:
+        check_stop()
         with precision.autocast():
             _, loss = model(batch.x.to(device), batch.y.to(device))
         total += loss.item()

@@ -22,10 +22,22 @@ import torch
 from gptmini import events as ev
 from gptmini.data.batch import IGNORE_INDEX, Batch
 from gptmini.data.instructions import end_marker
-from gptmini.data.labelled import LabelledText, balanced, collate_labelled, label_names, read_labelled
-from gptmini.data.named import fetch_named_data
-from gptmini.data.splits import SPLIT_FILE, check_split, make_split, read_split, split_digest
-from gptmini.errors import ConfigError, CorpusError, TokenizerError
+from gptmini.data.labelled import (
+    LabelledText,
+    balanced,
+    collate_labelled,
+    label_names,
+    read_labelled,
+)
+from gptmini.data.named import data_file
+from gptmini.data.splits import (
+    SPLIT_FILE,
+    check_split,
+    make_split,
+    read_split,
+    split_digest,
+)
+from gptmini.errors import CorpusError, TokenizerError
 from gptmini.tasks.base import DataSummary, Emit, EvalResult, Task
 
 if TYPE_CHECKING:
@@ -75,7 +87,8 @@ class ClassifyTask(Task):
     def load(self, tokenizer: Tokenizer | str, emit: Emit, resume_dir: Path | None = None) -> Tokenizer:
         cfg = self.config
         self._emit = emit
-        train_path, columns = data_path(cfg.data, cfg.text_column, cfg.label_column)
+        train_path = data_file(cfg.data, task=self.name, kind="labelled")
+        columns = named_columns(cfg.data[0]) or (cfg.text_column, cfg.label_column)
         paths = {"train": train_path, "val": cfg.val_data, "test": cfg.test_data}
         rows = {name: read_labelled(p, *columns) if p else None for name, p in paths.items()}
         self.labels = label_names(rows["train"], train_path)
@@ -220,25 +233,6 @@ def loss_and_accuracy(model: torch.nn.Module, batches: list[Batch], device: torc
     return total_loss / max(1, len(batches)), correct / max(1, seen)
 
 
-def data_path(data: list[str] | None, text_column: str, label_column: str) -> tuple[str, tuple[str, str]]:
-    """The one labelled file ``--data`` names (or a named data set, downloaded once), and its columns."""
-    if not data:
-        raise ConfigError("--task classify needs --data FILE: a .csv, .tsv or .jsonl of texts and labels (or "
-                          "sms-spam, the book's SMS Spam Collection)")
-    if len(data) > 1:
-        raise ConfigError(f"--task classify takes one --data file (got {len(data)}); give the validation and test "
-                          f"sets with --val-data and --test-data")
-    spec = data[0]
-    if Path(spec).expanduser().exists():
-        if Path(spec).suffix.lower() in (".txt", ".md"):
-            raise ConfigError(f"--task classify reads labelled texts (.csv/.tsv/.jsonl), not a text corpus like "
-                              f"{spec}; pre-train on text with --task pretrain")
-        return str(Path(spec).expanduser()), (text_column, label_column)
-    path = fetch_named_data(spec, kind="labelled")
-    columns = named_columns(spec) or (text_column, label_column)
-    return str(path), columns
-
-
 def named_columns(spec: str) -> tuple[str, str] | None:
     from gptmini.data.named import NAMED_DATA
 
@@ -246,9 +240,15 @@ def named_columns(spec: str) -> tuple[str, str] | None:
     return tuple(info["columns"]) if info and "columns" in info else None
 
 
+def encode_text(tokenizer: Tokenizer, text: str, pad_id: int) -> np.ndarray:
+    """A text's token ids as the classifier reads them (an empty text: one pad token); ``TokenizerError`` for a
+    character a char tokenizer lacks."""
+    return np.asarray(tokenizer.encode(text) or [pad_id], dtype=np.int64)
+
+
 def _encode(tok: Tokenizer, row: LabelledText, where: str, pad_id: int) -> np.ndarray:
     try:
-        return np.asarray(tok.encode(row.text) or [pad_id], dtype=np.int64)
+        return encode_text(tok, row.text, pad_id)
     except TokenizerError as exc:
         raise CorpusError(f"{where}, row {row.index + 1}: {exc}") from None
 

@@ -10,6 +10,7 @@ validation instructions, shown beside their reference answers.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from gptmini.data.instructions import (
     read_records,
     tokenize_examples,
 )
-from gptmini.data.named import fetch_named_data
+from gptmini.data.named import data_file
 from gptmini.data.prompts import DEFAULT_STYLE, PROMPT_STYLES, PromptStyle, prompt_style
 from gptmini.data.splits import (
     SPLIT_FILE,
@@ -37,11 +38,12 @@ from gptmini.data.splits import (
     read_split,
     split_digest,
 )
-from gptmini.errors import ConfigError, CorpusError, GPTMiniError
+from gptmini.errors import CorpusError, GPTMiniError
 from gptmini.tasks.base import DataSummary, Emit, EvalResult, Task, mean_loss
 from gptmini.text.corpus import DOC_SEPARATOR
 
 if TYPE_CHECKING:
+    from gptmini.sample.settings import SamplingSettings
     from gptmini.text.tokenizer import Tokenizer
     from gptmini.train.device import DeviceChoice
     from gptmini.train_config import TrainConfig
@@ -67,7 +69,8 @@ class InstructTask(Task):
     def load(self, tokenizer: Tokenizer | str, emit: Emit, resume_dir: Path | None = None) -> Tokenizer:
         cfg = self.config
         self._emit = emit
-        paths = {"train": data_path(cfg.data), "val": cfg.val_data, "test": cfg.test_data}
+        paths = {"train": data_file(cfg.data, task=self.name, kind="instructions"), "val": cfg.val_data,
+                 "test": cfg.test_data}
         records = {name: read_records(p) if p else None for name, p in paths.items()}
         saved = read_split(resume_dir) if resume_dir is not None else None
         self.split = saved or make_split(paths, {k: len(v) for k, v in records.items() if v is not None}, cfg.seed,
@@ -131,18 +134,16 @@ class InstructTask(Task):
                           train_loss=mean_loss(model, self.train_eval_set, device, precision))
 
     def samples(self, model: torch.nn.Module, step: int) -> list[ev.Event]:
-        out: list[ev.Event] = []
-        for rec in self.records["val"][:SAMPLE_EXAMPLES]:
-            try:
-                answer = respond(model, self.tokenizer, self.style.prompt(rec.instruction, rec.input),
-                                 self.config.sample_tokens)
-            except GPTMiniError as exc:
-                return [ev.Warning(message=f"sample skipped: {exc}", step=step)]
-            finally:
-                model.train()
-            shown = rec.instruction + (f"\n{rec.input}" if rec.input else "")
-            out.append(ev.Sample(step=step, prompt=shown, text=answer, reference=rec.output))
-        return out
+        shown = self.records["val"][:SAMPLE_EXAMPLES]
+        try:
+            replies = answers(model, self.tokenizer, [self.style.prompt(r.instruction, r.input) for r in shown],
+                              self.config.sample_tokens)
+        except GPTMiniError as exc:
+            return [ev.Warning(message=f"sample skipped: {exc}", step=step)]
+        finally:
+            model.train()
+        return [ev.Sample(step=step, prompt=rec.instruction + (f"\n{rec.input}" if rec.input else ""), text=reply,
+                          reference=rec.output) for rec, reply in zip(shown, replies)]
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "template": self.style.name, "mask_prompt": bool(self.config.mask_prompt),
@@ -153,31 +154,33 @@ class InstructTask(Task):
         return self.records["val"][0].instruction if self.records.get("val") else None
 
 
+def answers(model: torch.nn.Module, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """The model's greedy answers to formatted prompts, generated together (one batch through one KV cache),
+    each up to its end marker."""
+    from gptmini.sample.batch import generate_batch
+    from gptmini.sample.settings import SamplingSettings
+
+    ids = [tokenizer.encode(p)[-model.config.context_length:] for p in prompts]
+    done = generate_batch(model, ids, SamplingSettings(strategy="greedy", max_new_tokens=max_new_tokens),
+                          end=end_marker(tokenizer))
+    return [tokenizer.decode(g.ids).strip() for g in done]
+
+
 def respond(model: torch.nn.Module, tokenizer: Tokenizer, prompt: str, max_new_tokens: int) -> str:
     """The model's greedy answer to a formatted prompt, up to its end marker."""
     from gptmini.sample.sampler import Sampler
     from gptmini.sample.settings import SamplingSettings
 
-    stop = None if tokenizer.eot_id is not None else DOC_SEPARATOR
-    settings = SamplingSettings(strategy="greedy", max_new_tokens=max_new_tokens, stop=stop)
+    settings = answer_settings(tokenizer, SamplingSettings(strategy="greedy", max_new_tokens=max_new_tokens))
     return Sampler(model, tokenizer).generate(prompt, settings).strip()
 
 
-def data_path(data: list[str] | None) -> str:
-    """The one instruction file ``--data`` names (a path, or the name of a known data set, downloaded once)."""
-    if not data:
-        raise ConfigError("--task instruct needs --data FILE: a .json or .jsonl of instruction/output records "
-                          "(or 'instruction-data', the book's 1,100 examples)")
-    if len(data) > 1:
-        raise ConfigError(f"--task instruct takes one --data file (got {len(data)}); give the validation and test "
-                          f"sets with --val-data and --test-data")
-    spec = data[0]
-    if Path(spec).expanduser().exists():
-        if Path(spec).suffix.lower() in (".txt", ".md"):
-            raise ConfigError(f"--task instruct reads instruction records (.json/.jsonl), not a text corpus like "
-                              f"{spec}; pre-train on text with --task pretrain")
-        return str(Path(spec).expanduser())
-    return str(fetch_named_data(spec, kind="instructions"))
+def answer_settings(tokenizer: Tokenizer, settings: SamplingSettings) -> SamplingSettings:
+    """``settings`` that end an answer at the end marker the examples were trained with: the sampler stops at
+    end-of-text by itself; a tokenizer without one (char) stops at the blank line (``end_marker``)."""
+    if tokenizer.eot_id is not None:
+        return settings
+    return dataclasses.replace(settings, stop=DOC_SEPARATOR)
 
 
 def _tokenizer_for(wanted: Tokenizer | str, records: dict[str, list[Record]], style: PromptStyle) -> Tokenizer:

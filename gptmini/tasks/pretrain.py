@@ -58,7 +58,7 @@ class PretrainTask(Task):
         self.corpus = corpus = load_corpus(cfg.data, cfg.corpus)
         progress = TokenisingProgress(emit, corpus, getattr(tokenizer, "name", tokenizer))
         self.tokenizer, self.token_data = tokenize_corpus(corpus, tokenizer, val_fraction=cfg.val_fraction,
-                                                          progress=progress)
+                                                          progress=progress, warn=progress.warn)
         progress.finish(self.token_data)
         self.summary = DataSummary(name=corpus.name, n_bytes=corpus.n_bytes, train_tokens=len(self.token_data.train),
                                    val_tokens=len(self.token_data.val))

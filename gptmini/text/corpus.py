@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gptmini.errors import ConfigError, CorpusError
+from gptmini.stopping import check_stop
 from gptmini.text.fetch import DOWNLOAD_TIMEOUT_S, fetch_file  # noqa: F401 - the timeout is part of this API
 
 EMBEDDED_CORPUS = "python-reference"
@@ -121,6 +122,7 @@ class _FileScan:
         try:
             with open(self.path, "rb") as f:
                 while True:
+                    check_stop()  # a stop request ends the reading between two blocks
                     data = f.read(block_bytes)
                     if offset == 0 and data.startswith(codecs.BOM_UTF8):
                         self.bom = True
@@ -343,25 +345,40 @@ def _expand(arg: str) -> list[Path]:
         return _text_files_in(path, arg)
     if path.is_file():
         return [path]
-    if path.exists():
-        raise CorpusError(f"{arg} is not a regular file or directory")
+    if path.exists() or path.is_symlink():
+        raise CorpusError(f"{arg} is {_kind(path)}, not a text file or a folder of them")
     if any(c in arg for c in "*?["):
         matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
         if not matches:
             raise CorpusError(f"no files match {arg}")
-        out: list[Path] = []
-        for m in matches:
-            p = Path(m)
-            out.extend(_text_files_in(p, m) if p.is_dir() else [p] if p.is_file() else [])
-        return out
+        return [p for m in matches for p in _expand(m)]
     raise CorpusError(f"no such file or directory: {arg}")
 
 
 def _text_files_in(folder: Path, arg: str) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file())
-    if not files:
+    named = sorted(p for p in folder.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and not p.is_dir())
+    for p in named:
+        if not p.is_file():  # a FIFO would block the read forever; a broken link cannot be read
+            raise CorpusError(f"{p} is {_kind(p)}, not a text file; move it out of {arg} or pass the files "
+                              "themselves")
+    if not named:
         raise CorpusError(f"directory {arg} has no .txt or .md files")
-    return files
+    return named
+
+
+def _kind(path: Path) -> str:
+    """What a path that is neither a regular file nor a folder is: ``"a FIFO (named pipe)"``, ..."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken symbolic link" if path.is_symlink() else "unreadable"
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def _corpus_name(args: list[str]) -> str:

@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gptmini.errors import ConfigError, TokenizerError
+from gptmini.text import gpt2_cuts
+from gptmini.text.gpt2_cuts import EOT_TEXT
 
 if TYPE_CHECKING:
     import tiktoken
 
 TOKENIZER_NAMES = ("gpt2", "char")
 
-EOT_TEXT = "<|endoftext|>"
 GPT2_EOT_ID = 50256
 GPT2_VOCAB_SIZE = 50257
 # tiktoken's r50k pattern: equivalent to GPT-2's original
@@ -112,6 +113,10 @@ class Tokenizer:
         its encoding, or 0 if there is none."""
         return limit
 
+    def _forced_cut(self, text: str, limit: int) -> int:
+        """A split point near ``limit`` for text that has no safe one (it may change the encoding there)."""
+        return limit
+
     def encode_to_array(
         self, text: str, progress: ProgressFn | None = None, *, chunk_chars: int = DEFAULT_CHUNK_CHARS
     ) -> np.ndarray:
@@ -131,13 +136,20 @@ class Tokenizer:
             return np.zeros(0, dtype=self.dtype)
         return np.concatenate(parts).astype(self.dtype, copy=False)
 
-    def encode_stream(self, blocks: Iterable[str], *, chunk_chars: int = DEFAULT_CHUNK_CHARS) -> Iterator[np.ndarray]:
+    def encode_stream(self, blocks: Iterable[str], *, chunk_chars: int = DEFAULT_CHUNK_CHARS,
+                      max_piece_chars: int | None = None) -> Iterator[np.ndarray]:
         """Encode text arriving in arbitrary ``blocks``; the concatenated arrays equal
-        ``encode("".join(blocks))``. Memory stays around ``chunk_chars``."""
-        for arr, _ in self._stream(blocks, chunk_chars):
+        ``encode("".join(blocks))``. Memory stays around ``chunk_chars``.
+
+        ``max_piece_chars``: a stretch that long with no safe split point (one "word" of a million
+        characters) is cut anyway (``gpt2_cuts.forced_cut``), so that no single call runs for long; its
+        tokens may then differ from ``encode()`` near the cut. None: never cut unsafely (exact).
+        """
+        for arr, _ in self._stream(blocks, chunk_chars, max_piece_chars):
             yield arr
 
-    def _pieces(self, blocks: Iterable[str], chunk_chars: int) -> Iterator[tuple[str, int]]:
+    def _pieces(self, blocks: Iterable[str], chunk_chars: int, max_piece_chars: int | None = None
+                ) -> Iterator[tuple[str, int]]:
         """Cut the concatenated blocks into safe ``(piece, char_offset)`` pairs."""
         buf = ""
         offset = 0
@@ -145,20 +157,29 @@ class Tokenizer:
             buf = buf + block if buf else block
             while len(buf) >= chunk_chars:
                 cut = self._safe_cut(buf, chunk_chars)
-                if cut == 0 and len(buf) > chunk_chars:
-                    cut = self._safe_cut(buf, len(buf) - 1)
+                further = len(buf) - 1 if max_piece_chars is None else min(len(buf) - 1, max_piece_chars)
+                if cut == 0 and further > chunk_chars:
+                    cut = self._safe_cut(buf, further)
+                if cut == 0 and max_piece_chars is not None and len(buf) > max_piece_chars:
+                    cut = self._forced_cut(buf, max_piece_chars)
                 if cut == 0:
                     break  # no safe split point yet: read more text
                 yield buf[:cut], offset
                 offset += cut
                 buf = buf[cut:]
+        while max_piece_chars is not None and len(buf) > max_piece_chars:  # the rest, in pieces as long at most
+            cut = self._safe_cut(buf, max_piece_chars) or self._forced_cut(buf, max_piece_chars)
+            yield buf[:cut], offset
+            offset += cut
+            buf = buf[cut:]
         if buf:
             yield buf, offset
 
-    def _stream(self, blocks: Iterable[str], chunk_chars: int) -> Iterator[tuple[np.ndarray, int]]:
+    def _stream(self, blocks: Iterable[str], chunk_chars: int, max_piece_chars: int | None = None
+                ) -> Iterator[tuple[np.ndarray, int]]:
         """Yield ``(tokens, n_chars)`` per piece, encoding pieces on a few threads
         (tiktoken releases the GIL), in order."""
-        pieces = self._pieces(blocks, chunk_chars)
+        pieces = self._pieces(blocks, chunk_chars, max_piece_chars)
         for (piece, _), arr in _ordered_map(lambda p: self._encode_array(*p), pieces):
             yield arr, len(piece)
 
@@ -172,8 +193,9 @@ def _ordered_map(
         for item in items:
             yield item, fn(item)
         return
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque[tuple[Any, Future]] = deque()
+    pool = ThreadPoolExecutor(workers)
+    pending: deque[tuple[Any, Future]] = deque()
+    try:
         for item in items:
             pending.append((item, pool.submit(fn, item)))
             if len(pending) >= 2 * workers:
@@ -182,6 +204,8 @@ def _ordered_map(
         while pending:
             done, fut = pending.popleft()
             yield done, fut.result()
+    finally:  # also when the consumer stops early: drop the queued work, wait only for what runs
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _slices(text: str, size: int) -> Iterator[str]:
@@ -299,41 +323,13 @@ class GPT2Tokenizer(Tokenizer):
         return {"name": "gpt2", "vocab_size": self.vocab_size, "eot_id": self.eot_id}
 
     def _safe_cut(self, text: str, limit: int) -> int:
-        return _gpt2_safe_cut(text, limit)
+        return gpt2_cuts.safe_cut(text, limit)
+
+    def _forced_cut(self, text: str, limit: int) -> int:
+        return gpt2_cuts.forced_cut(text, limit)
 
     def __repr__(self) -> str:
         return "GPT2Tokenizer()"
-
-
-def _gpt2_safe_cut(text: str, limit: int) -> int:
-    """Split point in ``text[:limit]`` that does not change GPT-2 pre-tokenisation.
-
-    Safe: right after a lone ``"\\n"`` with non-whitespace on both sides (GPT-2's
-    regex then always yields ``"\\n"`` as its own token), or, failing that, before a
-    space between two ASCII letters (``"a b"`` is always ``"a"``, ``" b"``). Only the
-    second half of the window is searched, so this stays cheap.
-    """
-    lo = max(1, limit // 2)
-    for sep, shift, ok in (("\n", 1, _non_space), (" ", 0, _ascii_letter)):
-        j = text.rfind(sep, lo, limit)
-        for _ in range(_MAX_CANDIDATES):
-            if j < lo:
-                break
-            if j + 1 < len(text) and ok(text[j - 1]) and ok(text[j + 1]):
-                return j + shift
-            j = text.rfind(sep, lo, j)
-    return 0
-
-
-_MAX_CANDIDATES = 4096
-
-
-def _non_space(c: str) -> bool:
-    return not c.isspace()  # Python's isspace() covers every character regex \s matches
-
-
-def _ascii_letter(c: str) -> bool:
-    return c.isascii() and c.isalpha()
 
 
 # -- characters --------------------------------------------------------------------

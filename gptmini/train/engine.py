@@ -48,14 +48,15 @@ from gptmini.errors import (
     TokenizerError,
 )
 from gptmini.events import RunState
-from gptmini.interop.init import InitWeights, load_base, open_base, open_init
+from gptmini.interop.init import InitWeights, open_base, open_init
 from gptmini.metrics import MetricsWriter
 from gptmini.model.config import ModelConfig
 from gptmini.model.gpt import GPT
-from gptmini.model.lora import LoRAConfig, apply_lora, count_trainable, merged_state
+from gptmini.model.lora import count_trainable, merged_state
 from gptmini.paths import check_run_paths
+from gptmini.stopping import Stopped, check_stop, stoppable
 from gptmini.tasks import build_task
-from gptmini.tasks.base import Task
+from gptmini.tasks.base import EvalResult, Task
 from gptmini.text.tokenizer import tokenizer_from_description
 from gptmini.train.device import DeviceChoice, choose_precision, device_name, peak_flops
 from gptmini.train.distributed import (
@@ -70,7 +71,9 @@ from gptmini.train.optim import clip_gradients, lr_at, make_optimizer
 from gptmini.train.plan import RunPlan, plan_run, resume_changes, resume_config
 from gptmini.train.requests import Requests
 from gptmini.train.setup import (
+    build_model,
     choose_device,
+    lora_config,
     run_dir_for,
     run_model_config,
     trained_form,
@@ -129,6 +132,31 @@ def fatal_error(exc: BaseException, *, step: int, batch_size: int, last_checkpoi
     return ev.Error(message=f"{type(exc).__name__}: {exc}", error_kind="internal", step=step, fatal=True)
 
 
+def free_memory(reporter: StepReporter | None, optimizer: torch.optim.Optimizer | None) -> None:
+    """After running out of GPU memory: drop the losses waiting to be reported, the gradients, the cache."""
+    if reporter is not None:
+        reporter.discard()
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_started_event(t: Trainer, resume: Checkpoint | None) -> ev.RunStarted:
+    """What a run is, told once its folder is open."""
+    cfg, plan, data = t.config, t.plan, t.task.summary
+    return ev.RunStarted(
+        run_name=t.run_name, run_dir=str(t.run_dir), model_config=t.model_config.to_dict(),
+        n_params=t.model.num_params(), trainable_params=count_trainable(t.model), corpus=data.name,
+        corpus_bytes=data.n_bytes, train_tokens=data.train_tokens, val_tokens=data.val_tokens, task=t.task.name,
+        task_info={**t.task.describe(), **data.extra}, tokenizer=t.tokenizer.name, vocab_size=t.tokenizer.vocab_size,
+        device=device_name(t.device), dtype=t.precision.dtype_name, batch_size=cfg.batch_size,
+        grad_accum=cfg.grad_accum, world_size=t.ranks.world_size, context_length=t.model_config.context_length,
+        epochs=plan.n_epochs, batches_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps,
+        start_step=t.step, resumed_from=str(resume.path) if resume is not None else None, changed=t.changed,
+        init_from=cfg.init_from, sample_prompt=t.task.sample_prompt, optimizer=plan.optimizer, compiled=plan.compile)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, *, start_paused: bool = False):
         self.config = config
@@ -176,6 +204,7 @@ class Trainer:
         self._reporter: StepReporter | None = None
         self._batch_iter = None
         self._prefault_sent = False
+        self._winding_up = False
 
     # ------------------------------------------------------------ public API
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -215,12 +244,6 @@ class Trainer:
         return self._reporter.last_loss if self._reporter is not None else None
 
     @property
-    def lora(self) -> LoRAConfig | None:
-        """The adapters the run trains (``--lora-rank``), or None: every weight trains."""
-        cfg = self.config
-        return LoRAConfig(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets) if cfg.lora_rank else None
-
-    @property
     def partial_saves(self) -> bool:
         """Checkpoints hold only what trains: the frozen rest is the base weights file ``--init-from`` named."""
         return self.init is not None and any(not p.requires_grad for p in self.model.parameters())
@@ -234,6 +257,17 @@ class Trainer:
     def last_checkpoint(self) -> Path | None:
         """The newest checkpoint of this run on disk (or the one it resumed from)."""
         return self._saves.last
+
+    @property
+    def unsaved(self) -> bool:
+        """Ending the process now would lose trained weights or a save being written (False while the run loads,
+        builds or compiles, and from a save until the next update: a stopped run may then end at once)."""
+        return self.steps_since_save > 0 or self._saves.busy
+
+    @property
+    def winding_up(self) -> bool:
+        """The run has left its loop (or its setup) and is writing its last records: let it end by itself."""
+        return self._winding_up
 
     # ------------------------------------------------------------- requests
     def _serve(self, kind: str, arg: Any, fut: cf.Future) -> None:
@@ -278,16 +312,20 @@ class Trainer:
         self._set_state(RunState.STARTING)
         failure: Exception | None = None
         try:
-            self._setup()
-            self._requests.loop_active.set()
-            reason = self._loop()
+            with stoppable(self._stop):  # reading, tokenising, downloading and evaluating end early on stop()
+                self._setup()
+                self._requests.loop_active.set()
+                reason = self._loop()
+        except Stopped:  # stopped before the run began: nothing was written
+            reason = "stopped"
         except Exception as exc:  # every failure ends the run with one event that says what to do
             reason, failure = "error", exc
             if isinstance(exc, torch.OutOfMemoryError):
-                self._free_memory()
+                free_memory(self._reporter, self.optimizer)
             elif not isinstance(exc, NonFiniteLoss):
                 self.exception = exc
         finally:
+            self._winding_up = True
             self._requests.loop_active.clear()
             self._saves.finish()
             self._requests.fail_waiting()
@@ -318,6 +356,7 @@ class Trainer:
             self.init = open_base(base, resume.path)
         elif cfg.init_from and resume is None:  # fetched first: an offline download fails before any work
             self.init = open_init(cfg.init_from)
+        check_stop()
         self.ranks = init_distributed(cfg.device)
         self.run_dir = run_dir_for(cfg, resume)
         self.run_name = self.run_dir.name
@@ -329,7 +368,9 @@ class Trainer:
         wanted = (tokenizer_from_description(resume.manifest["tokenizer"]) if resume
                   else self.init.tokenizer() if self.init else cfg.tokenizer_name)
         self.tokenizer = self.task.load(wanted, self._emit, resume.path.parent if resume else None)
+        check_stop()
         self._build_model(resume)
+        check_stop()  # the last moment a stop leaves nothing behind: the run folder is written next
         self._open_run_dir(resume)
 
     def _build_model(self, resume: Checkpoint | None) -> None:
@@ -346,12 +387,10 @@ class Trainer:
             self._emit(ev.Warning(message=warning, step=self.step))
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        self.model = model = GPT(model_cfg).to(device)
-        if init is not None:
-            self._base_keys = load_base(model, {k: v.to(device) for k, v in init.state(model_cfg).items()}, init.spec)
-        if self.lora is not None:
-            apply_lora(model, self.lora)
-        self.task.adapt(model)  # which weights train: a classifier's last layers and new head
+        check_stop()
+        self.model, self._base_keys = build_model(model_cfg, device, init, lora_config(cfg), self.task)
+        check_stop()
+        model = self.model
         self.plan = plan = plan_run(cfg, batches_per_epoch=self.batches.batches_per_epoch, device_type=device.type)
         self.optimizer = make_optimizer(model, plan.lr, cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                         device_type=device.type, kind=plan.optimizer)
@@ -368,7 +407,6 @@ class Trainer:
             self._saves.last = resume.path
 
     def _open_run_dir(self, resume: Checkpoint | None) -> None:
-        cfg, plan = self.config, self.plan
         self._saves.open(pin=self.device.type == "cuda")
         if self.ranks.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -383,20 +421,7 @@ class Trainer:
                 write_json_atomic(self.run_dir / name, document)
             self._metrics = MetricsWriter(self.run_dir)
             self.subscribe(self._metrics)
-        data = self.task.summary
-        self._emit(ev.RunStarted(
-            run_name=self.run_name, run_dir=str(self.run_dir), model_config=self.model_config.to_dict(),
-            n_params=self.model.num_params(), trainable_params=count_trainable(self.model), corpus=data.name, corpus_bytes=data.n_bytes,
-            train_tokens=data.train_tokens, val_tokens=data.val_tokens, task=self.task.name,
-            task_info={**self.task.describe(), **data.extra},
-            tokenizer=self.tokenizer.name, vocab_size=self.tokenizer.vocab_size,
-            device=device_name(self.device), dtype=self.precision.dtype_name, batch_size=cfg.batch_size,
-            grad_accum=cfg.grad_accum, world_size=self.ranks.world_size,
-            context_length=self.model_config.context_length, epochs=plan.n_epochs,
-            batches_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps, start_step=self.step,
-            resumed_from=str(resume.path) if resume is not None else None, changed=self.changed,
-            init_from=cfg.init_from, sample_prompt=self.task.sample_prompt, optimizer=plan.optimizer,
-            compiled=plan.compile))
+        self._emit(run_started_event(self, resume))
 
     # ----------------------------------------------------------------- loop
     def _loop(self) -> str:
@@ -421,7 +446,6 @@ class Trainer:
                 self._prefault_staging()
             self.step += 1
             self.batch_in_epoch += 1
-            self.steps_since_save += 1
             epoch_end = self.batch_in_epoch >= plan.steps_per_epoch
             if epoch_end:
                 self.epoch += 1
@@ -433,13 +457,17 @@ class Trainer:
             why = plan.save_reason(self.step, epoch_end, improved)
             if why is not None:
                 self._save(why, best=improved)
+        self._winding_up = True
         self._reporter.flush(wait=True)
         if reason == "stopped" and self._stop_save_reason and self.steps_since_save > 0:
             self._save(self._stop_save_reason)
         if reason == "completed" and self.ranks.is_main:
             self.model.eval()
-            with torch.no_grad():
-                self.final_metrics = self.task.final_metrics(self.model, self.device, self.precision)
+            try:
+                with torch.no_grad():
+                    self.final_metrics = self.task.final_metrics(self.model, self.device, self.precision)
+            except Stopped:  # asked to stop meanwhile: the run is complete and saved, its measures are skipped
+                pass
             self.model.train()
         return reason
 
@@ -481,6 +509,7 @@ class Trainer:
             loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
         scaler.unscale_(self.optimizer)
         gnorm = clip_gradients(self.model, cfg.grad_clip, self.device)
+        self.steps_since_save += 1  # counted before the weights change: ``unsaved`` is never False after
         scaler.step(self.optimizer)
         scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -496,21 +525,26 @@ class Trainer:
         if self.ranks.is_main:
             self.model.eval()
             try:
-                result = self.task.evaluate(self.model, self.device, self.precision)
-                val = result.val_loss
-                improved = val < self.best_val_loss
-                if improved:
-                    self.best_val_loss = val
-                self.last_val_loss = val
-                epoch = self.epoch if self.batch_in_epoch == 0 and self.step > 0 else self.epoch + 1
-                self._emit(ev.Eval(step=self.step, epoch=epoch, tokens_seen=self.tokens_seen,
-                                   val_loss=val, val_ppl=math.exp(min(val, 700)), train_loss=result.train_loss,
-                                   best=improved, metrics=result.metrics))
-                for event in self.task.samples(self.model, self.step):
-                    self._emit(event)
+                improved = self._report_eval(self.task.evaluate(self.model, self.device, self.precision))
+            except Stopped:  # a stop comes first: the loop saves and ends without this evaluation
+                pass
             finally:
                 self.model.train()
         self._throughput.exclude(time.perf_counter() - t0)
+        return improved
+
+    def _report_eval(self, result: EvalResult) -> bool:
+        val = result.val_loss
+        improved = val < self.best_val_loss
+        if improved:
+            self.best_val_loss = val
+        self.last_val_loss = val
+        epoch = self.epoch if self.batch_in_epoch == 0 and self.step > 0 else self.epoch + 1
+        self._emit(ev.Eval(step=self.step, epoch=epoch, tokens_seen=self.tokens_seen, val_loss=val,
+                           val_ppl=math.exp(min(val, 700)), train_loss=result.train_loss, best=improved,
+                           metrics=result.metrics))
+        for event in self.task.samples(self.model, self.step):
+            self._emit(event)
         return improved
 
     # ---------------------------------------------------------- checkpoints
@@ -543,7 +577,7 @@ class Trainer:
             self._position(), model_config=self.model_config, tokenizer=self.tokenizer,
             train_config={**self.config.to_dict(), "optimizer": self.plan.optimizer}, optimizer_meta=opt_meta,
             scaler_state=self.scaler.state_dict(), schedule=self.plan.schedule(), corpus=self.task.summary.name,
-            task=self.task.describe(), lora=self.lora.to_dict() if self.lora else None,
+            task=self.task.describe(), lora=lora.to_dict() if (lora := lora_config(self.config)) else None,
             base=self.init.describe() if self.partial_saves else None,
             n_params=self.model.num_params(), data_seed=self.config.seed)
         path = self._saves.submit(sources, rng_tensors(self.device), run_dir=self.run_dir, step=self.step,
@@ -570,10 +604,3 @@ class Trainer:
                                          path=str(ckpt.path)))
         return self.step
 
-    def _free_memory(self) -> None:
-        if self._reporter is not None:
-            self._reporter.discard()
-        if self.optimizer is not None:
-            self.optimizer.zero_grad(set_to_none=True)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()

@@ -14,8 +14,10 @@ import torch
 from gptmini.ckpt.files import write_json_atomic
 from gptmini.ckpt.state import check_model_config
 from gptmini.ckpt.store import Checkpoint
-from gptmini.interop.init import InitWeights, init_model_config
+from gptmini.interop.init import InitWeights, init_model_config, load_base
 from gptmini.model.config import ModelConfig
+from gptmini.model.gpt import GPT
+from gptmini.model.lora import LoRAConfig, apply_lora
 from gptmini.train.device import resolve_device, setup_backends
 from gptmini.train.distributed import Ranks
 from gptmini.train.plan import RunPlan, explicit_model_options, model_config_for
@@ -49,6 +51,25 @@ def run_model_config(cfg: TrainConfig, vocab_size: int, resume: Checkpoint | Non
         wanted = model_config_for(cfg, vocab_size)
         check_model_config(saved, wanted.with_overrides(dropout=model_cfg.dropout), resume.path)
     return model_cfg
+
+
+def lora_config(cfg: TrainConfig) -> LoRAConfig | None:
+    """The adapters a run trains (``--lora-rank``), or None: every weight trains."""
+    return LoRAConfig(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets) if cfg.lora_rank else None
+
+
+def build_model(model_cfg: ModelConfig, device: torch.device, init: InitWeights | None, lora: LoRAConfig | None,
+                task: Task) -> tuple[GPT, frozenset[str]]:
+    """The run's model (initialised from the RNG the caller seeded): the base weights ``--init-from`` names,
+    LoRA's adapters, and the task's choice of what trains. Returns it and the names the base filled in."""
+    model = GPT(model_cfg).to(device)
+    base_keys: frozenset[str] = frozenset()
+    if init is not None:
+        base_keys = load_base(model, {k: v.to(device) for k, v in init.state(model_cfg).items()}, init.spec)
+    if lora is not None:
+        apply_lora(model, lora)
+    task.adapt(model)  # a classifier's last layers and new head
+    return model, base_keys
 
 
 def trained_form(model: torch.nn.Module, compile_model: bool, ranks: Ranks, device: torch.device) -> torch.nn.Module:

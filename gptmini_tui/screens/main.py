@@ -22,7 +22,6 @@ from textual.screen import Screen
 from textual.widgets import Input, Static, TabPane
 
 from gptmini import events as ev
-from gptmini import fmt
 from gptmini.errors import GPTMiniError, error_text
 from gptmini.events import RunState
 from gptmini.runs import Comparison
@@ -34,6 +33,7 @@ from gptmini_tui.messages import EngineMessage, Saved, engine
 from gptmini_tui.screens.confirm import ConfirmScreen
 from gptmini_tui.screens.help import HelpScreen
 from gptmini_tui.screens.new_run import NewRunScreen
+from gptmini_tui.task_mode import TaskMode
 from gptmini_tui.widgets import (
     CheckpointsPanel,
     Counters,
@@ -76,13 +76,14 @@ class MainScreen(Screen):
         self.plot = LossPlot(session.history, interval=plot_interval, id="plot")
         self.counters = Counters(id="counters")
         self.tabs = Panels(id="tabs")
-        self.playground = Playground(source=session.sampling_source, id="playground")
+        self.playground = Playground(source=session.sampling_source, formatter=session.model_prompt, id="playground")
         self.checkpoints = CheckpointsPanel(lister=session.list_checkpoints, clock=clock, id="checkpoints")
         self.log_panel = EventLog(id="log")
         self.probs = ProbsView(source=session.sampling_source, id="probs")
         self.comparison = Comparison()
         self.runs = RunsPanel(list(compare or []), self.comparison, lambda: session.run_dir, clock=clock, id="runs")
         self.samples = SamplesPanel(id="samples")
+        self.mode = TaskMode()  # what the run trains for (from its RunStarted)
         self._compiling = False  # torch.compile runs in the first step: the state line says so until it ends
         self._error_detail = ""
         self._bindings_signature: tuple | None = None
@@ -157,7 +158,7 @@ class MainScreen(Screen):
         self.set_interval(2.0, self.checkpoints.refresh_listing)
 
     def set_state(self, state: str, detail: str = "") -> None:
-        self.counters.set_state(state, detail)
+        self.counters.set_state(state, detail)  # the footer follows (the task too: a state follows RunStarted)
         signature = actions.refresh_signature(self.available)
         if signature != self._bindings_signature:
             self._bindings_signature = signature
@@ -170,10 +171,9 @@ class MainScreen(Screen):
         record = self.session.record
         self.samples.show(record.samples, record.samples_version)
         latest = self.session.record.latest_step
-        if self.attached and latest is not None and self.session.state in (RunState.RUNNING, RunState.STARTING):
-            idle = self.clock() - latest.time
-            if idle > 30:
-                self.counters.set_state(self.session.state, f"no update for {fmt.duration(idle)}")
+        self.probs.follow(latest.step if latest else None, self.session.snapshot_step, snapshot=not self.attached)
+        if self.attached:
+            self.counters.note_idle(self.session.state, latest.time if latest else None, self.clock())
 
     def _update_counters(self, force: bool = False) -> None:
         self.counters.show_step(self.session.record.latest_step, self.session.steps_since_save, force)
@@ -201,14 +201,17 @@ class MainScreen(Screen):
         self._compiling = e.compiled and not self.attached
         self.counters.set_epochs(e.epochs)
         self.counters.started_at = e.time
+        self.mode = mode = TaskMode.of(e)
+        for pane in (self.playground, self.samples):
+            pane.set_mode(mode)
+        self.probs.set_mode(mode, needs_prompt=e.tokenizer == "char")
         self.playground.fit_vocab(e.vocab_size)
         self.playground.suggest_prompt(e.sample_prompt or "")
-        self.probs.needs_prompt = e.tokenizer == "char"
         self.plot.maybe_redraw(force=True)
         self.checkpoints.refresh_listing()
         self.runs.index.add_root(Path(e.run_dir).parent)
         self.runs.refresh_runs()
-        self.probs.schedule(self.playground.prompt_input.value, self.playground.settings, delay=0.2)
+        self.probs.schedule(self.playground.model_prompt(), self.playground.settings, delay=0.2)
 
     @on(engine(ev.DataProgress))
     def _data_progress(self, message) -> None:
@@ -236,7 +239,7 @@ class MainScreen(Screen):
     @on(engine(ev.Eval))
     def _eval(self, message) -> None:
         e: ev.Eval = message.event
-        self.counters.show_eval(e.val_loss, e.best)
+        self.counters.show_eval(e.val_loss, e.best, e.metrics)
         self.session.refresh_sampling()
         self.probs.schedule(delay=0.5)
 
@@ -279,6 +282,7 @@ class MainScreen(Screen):
     def _finished(self, message) -> None:
         e: ev.Finished = message.event
         self._update_counters(force=True)
+        self.counters.show_final(e.metrics)
         if not self.attached and e.reason == "completed":
             self.notify(f"training finished at step {e.step:,}; the playground keeps working, {key('new_run')} "
                         "starts a new run", title="finished", timeout=6)
@@ -302,22 +306,23 @@ class MainScreen(Screen):
         newer = self.session.newer_checkpoint(message.infos) if self.attached else None
         if newer is not None:
             self.playground.show_status(f"newer checkpoint {newer.name}: next reply uses it")
+            self.probs.schedule(delay=0.5)  # the view follows the newest checkpoint
 
     # ============================================================== gating
     @property
     def typing(self) -> bool:
-        return isinstance(self.focused, Input) and self.focused.id == "prompt"
+        return isinstance(self.focused, Input) and self.focused in self.playground.inputs
 
     def available(self, action: Action) -> bool | None:
         return actions.availability(action, typing=self.typing, attached=self.attached, state=self.session.state,
-                                    loop_active=self.session.is_active)
+                                    loop_active=self.session.is_active, task=self.mode.name)
 
     def on_key(self, event: events.Key) -> None:
         """A key whose action cannot run now says why, instead of doing nothing."""
         action = None if self.typing else actions.unavailable_key(event.key, lambda name: self.check_action(name, ()))
         if action is not None:
-            self.notify(actions.why_unavailable(action, attached=self.attached, state=self.session.state),
-                        severity="warning", timeout=3)
+            self.notify(actions.why_unavailable(action, attached=self.attached, state=self.session.state,
+                                                task=self.mode.name), severity="warning", timeout=3)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         spec = actions.BY_NAME.get(action)
@@ -412,7 +417,11 @@ class MainScreen(Screen):
 
     def action_compare(self) -> None:
         self.tabs.show("tab-play")
-        self.playground.compare(self.playground.prompt_input.value)
+        self.playground.compare()
+
+    def action_toggle_formatted(self) -> None:
+        self.tabs.show("tab-play")
+        self.playground.toggle_formatted()
 
     def action_stop_generation(self) -> None:
         if self.playground.cancel():
@@ -470,7 +479,7 @@ class MainScreen(Screen):
                     severity="information" if message.ok else "error", timeout=6)
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(actions.help_sections(), note=actions.help_note(self.attached)))
+        self.app.push_screen(HelpScreen(actions.help_sections(self.mode.name), note=actions.help_note(self.attached)))
 
     async def action_quit(self) -> None:
         await self.app.action_quit()

@@ -1,4 +1,5 @@
-"""Training counters: state, epoch/batch/step, tokens, losses, lr, speed, ETA, progress bars.
+"""Training counters: state, epoch/batch/step, tokens, losses, a task's accuracy (train and validation at each
+evaluation, test when the run completes), lr, speed, ETA, progress bars.
 
 Everything below the state line is one ``Static`` rebuilt as a single ``Text``: the two progress bars
 are drawn as text in the same update instead of two ``ProgressBar`` widgets (each with its own 1 s
@@ -16,6 +17,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from gptmini import fmt
+from gptmini.events import RunState
 
 STATE_STYLE = {
     "starting": ("◌ STARTING", "state-starting"),
@@ -83,6 +85,8 @@ class Counters(Vertical):
         self._val_loss: float | None = None
         self._val_best: float | None = None
         self._epochs: int | None = None
+        self._metrics: dict[str, float] = {}  # the task's metrics at the newest evaluation (accuracy)
+        self._final: dict[str, float] = {}  # the task's measures of the finished model (test accuracy)
         self._last_render: tuple | None = None
         self._n_rows = -1
 
@@ -99,12 +103,18 @@ class Counters(Vertical):
     def set_state(self, state: str, detail: str = "") -> None:
         self.state_label.set_state(state, detail)
 
+    def note_idle(self, state: str, last_update: float | None, now: float) -> None:
+        """Attach mode: say how long the followed run has been silent (over 30 s while it should train)."""
+        if last_update is not None and state in (RunState.RUNNING, RunState.STARTING) and now - last_update > 30:
+            self.set_state(state, f"no update for {fmt.duration(now - last_update)}")
+
     def reset(self, epochs: int | None = None) -> None:
         self.newest = None
         self._step = None
         self._val_loss = None
         self._val_best = None
         self._epochs = epochs
+        self._metrics, self._final = {}, {}
         self.render_stats()
 
     def set_epochs(self, epochs: int | None) -> None:
@@ -132,11 +142,32 @@ class Counters(Vertical):
         )
         self.render_stats()
 
-    def show_eval(self, val_loss: float | None, best: bool = False) -> None:
+    def show_eval(self, val_loss: float | None, best: bool = False, metrics: dict | None = None) -> None:
         self._val_loss = val_loss
         if val_loss is not None and (best or self._val_best is None or val_loss < self._val_best):
             self._val_best = val_loss
+        self._metrics = dict(metrics or {})
         self.render_stats()
+
+    def show_final(self, metrics: dict) -> None:
+        """The finished model's measures (``Finished.metrics``: a classifier's test accuracy)."""
+        self._final = dict(metrics)
+        self.render_stats()
+
+    def _task_row(self) -> list[tuple[str, str, str, str]]:
+        """A classifier's accuracy at the newest evaluation, under the losses (train | val columns)."""
+        m = self._metrics
+        if "train_accuracy" in m or "val_accuracy" in m:
+            return [("acc", pct(m.get("train_accuracy")), "val", pct(m.get("val_accuracy")))]
+        return []
+
+    def _speed_row(self, s) -> tuple[str, str, str, str]:
+        """Speed and time left; once the run completed with a test accuracy, that instead (nothing is left)."""
+        if "test_accuracy" in self._final:
+            return ("test", pct(self._final["test_accuracy"]), "", "")
+        if s is None:
+            return ("tok/s", "–", "ETA", "–")
+        return ("tok/s", fmt.human_count(s.tok_per_s, 1), "ETA", fmt.duration(s.eta_s))
 
     def _format_rows(self, rows: list[tuple[str, str, str, str]], width: int) -> Text:
         """Two label/value column pairs in fixed widths (much cheaper than a Rich Table per update)."""
@@ -155,7 +186,8 @@ class Counters(Vertical):
 
     def render_stats(self) -> None:
         s = self._step
-        key = (id(s), self._val_loss, self._epochs, self.size.width, self.size.height, self.unsaved)
+        key = (id(s), self._val_loss, self._epochs, self.size.width, self.size.height, self.unsaved,
+               tuple(self._metrics.items()), tuple(self._final.items()))
         if key == self._last_render:
             return
         self._last_render = key
@@ -164,16 +196,18 @@ class Counters(Vertical):
             rows.append(("step", "–", "epoch", f"–/{self._epochs or '–'}"))
             rows.append(("batch", "–", "tokens", "–"))
             rows.append(("loss", "–", "val", fmt.loss(self._val_loss)))
+            rows += self._task_row()
             rows.append(("ppl", "–", "lr", "–"))
-            rows.append(("tok/s", "–", "ETA", "–"))
+            rows.append(self._speed_row(None))
         else:
             epochs = self._epochs or max(1, math.ceil(s.total_steps / max(1, s.batches_per_epoch)))
             rows.append(("step", f"{s.step:,}", "epoch", f"{s.epoch}/{epochs}"))
             rows.append(("batch", f"{s.batch}/{s.batches_per_epoch}", "tokens", fmt.human_count(s.tokens_seen)))
             rows.append(("loss", fmt.loss(s.loss_smooth), "val", fmt.loss(self._val_loss)))
+            rows += self._task_row()
             ppl_src = self._val_loss if self._val_loss is not None else s.loss_smooth
             rows.append(("ppl", fmt.perplexity(ppl_src), "lr", fmt.lr(s.lr)))
-            rows.append(("tok/s", fmt.human_count(s.tok_per_s, 1), "ETA", fmt.duration(s.eta_s)))
+            rows.append(self._speed_row(s))
             if s.mfu is not None or s.gpu_mem_gb is not None:
                 rows.append((
                     "MFU", "–" if s.mfu is None else f"{100 * s.mfu:.1f}%",
@@ -199,6 +233,10 @@ class Counters(Vertical):
         text.append_text(progress_bar("run", run_frac, width))
         self._stats.update(text, layout=len(rows) != self._n_rows)
         self._n_rows = len(rows)
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
 
 
 BAR_DONE = "rgb(64,196,255)"

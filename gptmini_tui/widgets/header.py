@@ -1,4 +1,5 @@
-"""One-line run header: run name, device/dtype, parameters, corpus, tokenizer."""
+"""One-line run header: run name, the task (a fine-tuning run's template or labels), device/dtype,
+parameters (and how many train, when fewer do: LoRA, frozen layers), corpus, tokenizer."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from gptmini import fmt
+from gptmini_tui.task_mode import TaskMode
 
 
 class RunHeader(Static):
@@ -44,6 +46,13 @@ class RunHeader(Static):
         }
         if started.init_from:
             self._info["init"] = f"init: {started.init_from}"
+        task = TaskMode.of(started).describe()
+        if task:
+            self._info["task"] = task
+        trainable = started.trainable_params
+        if trainable is not None and trainable != started.n_params:
+            self._info["params"] = (f"{fmt.human_count(trainable, 1)} of {fmt.human_count(started.n_params, 1)} "
+                                    "params trainable")
         self._render_header()
 
     def _render_header(self) -> None:
@@ -59,7 +68,7 @@ class RunHeader(Static):
         elif self._info:
             t.append("  ")
             t.append(self._info["run"], style="bold")
-            for key in ("init", "device", "params", "corpus", "tokenizer", "model"):
+            for key in ("task", "init", "device", "params", "corpus", "tokenizer", "model"):
                 if key in self._info:
                     t.append(*sep)
                     t.append(self._info[key])

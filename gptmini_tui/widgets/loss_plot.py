@@ -1,5 +1,6 @@
-"""Loss plot: the run's raw train loss (faint), smoothed train loss and validation points, and the curves
-of other runs toggled onto it (each in its own colour, smoothed and val).
+"""Loss plot: the run's raw train loss (faint), smoothed train loss and validation points, a task's accuracy
+at each evaluation (a classifier's train and validation accuracy, on a 0-100 % axis at the right), and the
+curves of other runs toggled onto it (each in its own colour, smoothed and val).
 
 Reads each full history but plots a downsampled view of about the widget's width (min/max buckets for
 the raw loss, means for the smoothed loss), and redraws when the screen's UI tick asks (``maybe_redraw``,
@@ -38,6 +39,10 @@ from gptmini_tui.messages import Saved
 RAW_COLOR = (125, 125, 160)
 SMOOTH_COLOR = (64, 196, 255)
 VAL_COLOR = (255, 170, 40)
+ACCURACY = {  # a task's metrics drawn on the right axis: (legend name, colour, marker of its points)
+    "train_accuracy": ("train acc", (150, 200, 100), "braille"),
+    "val_accuracy": ("val acc", (90, 240, 150), "◆"),
+}
 RUN_COLORS = ((255, 99, 132), (75, 210, 140), (200, 120, 255), (255, 220, 90), (80, 220, 230), (255, 140, 60),
               (160, 200, 90), (240, 130, 200), (150, 160, 255), (220, 220, 220))
 ZOOMS: tuple[int | None, ...] = (None, 100_000, 10_000, 1_000, 100)  # the last N steps; None: the whole run
@@ -95,6 +100,7 @@ class LossPlot(PlotextPlot):
         self.last_view: PlotView | None = None
         self.last_views: dict[str, PlotView] = {}  # the other runs' views in the last build
         self.last_text: Text | None = None  # the last plot as text (what "save" writes)
+        self.metric_names: tuple[str, ...] = ()  # the task's metrics drawn (their legend follows them)
         self._strips: list[Strip] = []
         self._drawn_key: tuple | None = None
         self._building = False
@@ -155,6 +161,11 @@ class LossPlot(PlotextPlot):
                               f"mean {o.smooth}" if o.smooth else "") if x]
         self.border_title = f"loss · x: {o.axis}" + "".join(f" · {x}" for x in extras)
         legend = "[rgb(125,125,160)]━ train[/] [rgb(64,196,255)]━ smoothed[/] [rgb(255,170,40)]● val[/]"
+        for name in self.metric_names:
+            label, (r, g, b), marker = ACCURACY[name]
+            legend += f" [rgb({r},{g},{b})]{'━' if marker == 'braille' else marker} {label}[/]"
+        if self.metric_names:
+            legend += " (right)"
         for curve in self.curves.values():
             r, g, b = curve.color
             legend += f" [rgb({r},{g},{b})]━ {curve.name}[/]"
@@ -207,7 +218,9 @@ class LossPlot(PlotextPlot):
             plt.clear_figure()  # also resets ticks and titles
             plt.frame(True)
             plt.grid(False, False)
+            metrics = {name: xy for name, xy in view.metrics.items() if name in ACCURACY}
             xs = view.raw_x + view.val_x + [x for v in views.values() for x in v.smooth_x + v.val_x]
+            xs += [x for mx, _my in metrics.values() for x in mx]
             if not xs:
                 plt.xticks([0, 1], ["", ""])
                 plt.yticks([0, 1], ["", ""])
@@ -225,6 +238,7 @@ class LossPlot(PlotextPlot):
                     plt.plot(view.smooth_x, view.smooth_y, marker="braille", color=SMOOTH_COLOR)
                 if view.val_x:
                     plt.scatter(view.val_x, view.val_y, marker="●", color=VAL_COLOR)
+                self._plot_metrics(metrics)
                 if o.log_y:
                     plt.yscale("log")
                 self._set_xticks(xs, o.axis, width)
@@ -240,6 +254,18 @@ class LossPlot(PlotextPlot):
         built = _Built(strips, text, view, {names.get(p, p): v for p, v in views.items()})
         self.post_message(self.Built(built, key, time.perf_counter() - t0))
 
+    def _plot_metrics(self, metrics: dict[str, tuple[list[float], list[float]]]) -> None:
+        """A task's accuracy on the right axis, 0-100 % (worker thread, under the build lock)."""
+        plt = self.plt
+        for name, (mx, my) in metrics.items():
+            _label, color, marker = ACCURACY[name]
+            plt.plot(mx, my, marker="braille", color=color, yside="right")
+            if marker != "braille":
+                plt.scatter(mx, my, marker=marker, color=color, yside="right")
+        if metrics:
+            plt.ylim(0, 1, yside="right")
+            plt.yticks([0, 0.5, 1], ["0%", "50%", "100%"], yside="right")
+
     def on_loss_plot_built(self, message: Built) -> None:
         message.stop()
         self._building = False
@@ -248,6 +274,10 @@ class LossPlot(PlotextPlot):
         self.last_view = message.built.view
         self.last_views = message.built.views
         self.last_text = message.built.text
+        names = tuple(name for name in ACCURACY if name in message.built.view.metrics)
+        if names != self.metric_names:
+            self.metric_names = names
+            self._update_titles()
         self.build_s = message.seconds
         self.redraws += 1
         spacing = min(self.MAX_INTERVAL, max(self.interval, message.seconds / self.MAX_DUTY))

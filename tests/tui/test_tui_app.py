@@ -273,6 +273,27 @@ async def test_refreshing_the_distribution_at_once_and_repeatedly_is_answered(ti
         assert app.is_running
 
 
+async def test_the_next_token_view_follows_the_live_weights_without_a_key(tiny_config, tmp_path):
+    """The view showed the step it was first computed at ('next token · step 1' at step 90) until a key was
+    pressed; it follows the training now (debounced: the session's snapshot, at most every few seconds)."""
+    from tests.tui.conftest import make_text
+
+    corpus = tmp_path / "long.txt"  # epochs of ~7,000 steps: no evaluation asks for a new distribution
+    corpus.write_text(make_text(1_000_000))
+    app = GPTMiniApp(tiny_config(data=[str(corpus)], eval_interval=100_000))
+    async with app.run_test(size=SIZE) as pilot:
+        probs = app.main.probs
+        await started(pilot, app, 3)
+        app.main.playground.prompt_input.value = "the"
+        await wait_until(pilot, lambda: probs.candidates and probs.weights_step is not None, 30, "a distribution")
+        first = probs.weights_step
+        await wait_until(pilot, lambda: current_step(app) > first + 20, 30, "20 more steps")
+        await wait_until(pilot, lambda: probs.weights_step is not None and probs.weights_step > first, 30,
+                         "the view to show newer weights")
+        assert probs.border_title == f"next token · step {probs.weights_step:,}" and probs.candidates
+        assert not app.session.history.val  # no evaluation did it
+
+
 async def test_compare_runs_every_strategy_and_x_stops(tiny_config):
     app = GPTMiniApp(tiny_config())
     async with app.run_test(size=SIZE) as pilot:

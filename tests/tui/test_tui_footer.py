@@ -112,3 +112,17 @@ def test_fit_keeps_the_pinned_entries_then_the_others_in_order_while_they_fit():
     # one too long is skipped for a shorter one after it
     assert [e.text for e in fit(entries[:1] + entries[2:], 26)] == ["? Help", "x Stop", "q Quit"]
     assert fit(entries, 5) == []
+
+
+@pytest.mark.parametrize("width", [120, 160])
+async def test_a_key_press_leaves_the_footer_as_it_was(tiny_config, width):
+    """Pressing a key that changes no state (d: recompute the next-token view) keeps the footer's entries."""
+    app = GPTMiniApp(tiny_config(), start_paused=True)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await wait_until(pilot, lambda: app.session.state == "paused", 60, "the paused run")
+        before = await footer_row(pilot)
+        probs = app.screen.probs
+        asked = probs._request
+        await press(pilot, actions.key("refresh_probs"), until=lambda: probs._answered > asked,
+                    what="the next-token view recomputed")
+        assert await footer_row(pilot) == before

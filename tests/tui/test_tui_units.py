@@ -201,3 +201,44 @@ def test_each_action_says_when_it_can_run_and_why_not():
     assert ATTACHED_REASON in why_unavailable(save, attached=True, state=RunState.RUNNING)
     assert "still loading" in why_unavailable(save, attached=False, state=RunState.STARTING)
     assert "n starts a new one" in why_unavailable(save, attached=False, state=RunState.FINISHED)
+
+
+def test_the_keys_of_a_runs_task_and_only_those_are_offered():
+    """A classifier has no sampling strategies; the formatted-prompt key belongs to an instruction run: hidden
+    from the footer, the help and the palette elsewhere, and a key press says why."""
+    from gptmini.events import RunState
+    from gptmini_tui.actions import BY_NAME, availability, footer_entries, help_sections, why_unavailable
+
+    now = dict(typing=False, attached=False, state=RunState.RUNNING, loop_active=True)
+    compare, formatted, save = BY_NAME["compare"], BY_NAME["toggle_formatted"], BY_NAME["save"]
+    assert [availability(compare, **now, task=t) for t in ("pretrain", "instruct", "classify")] == [True, True, False]
+    assert [availability(formatted, **now, task=t) for t in ("pretrain", "instruct", "classify")] == [False, True,
+                                                                                                      False]
+    assert availability(save, **now, task="classify") is True
+    assert why_unavailable(compare, attached=False, state=RunState.RUNNING, task="classify") == (
+        "Compare: only in pre-training or instruction runs (this one is classification)")
+    keys = {task: {k for _s, rows in help_sections(task) for k, _d in rows} for task in ("pretrain", "instruct",
+                                                                                        "classify")}
+    assert "f" in keys["instruct"] and "f" not in keys["pretrain"] and "c" not in keys["classify"]
+    assert keys["pretrain"] == {k for _s, rows in help_sections() for k, _d in rows}  # as before the tasks
+    labels = {e.label for e in footer_entries(lambda a: availability(a, **now, task="classify"))}
+    assert "Compare" not in labels and "strategy" not in labels and "Save" in labels
+
+
+def test_a_runs_task_mode_comes_from_its_run_started_event():
+    from gptmini_tui.task_mode import TaskMode
+
+    def started(task, info):
+        return ev.RunStarted(run_name="r", run_dir="r", model_config={}, n_params=1, corpus="c", corpus_bytes=1,
+                             train_tokens=1, val_tokens=1, tokenizer="char", vocab_size=9, device="cpu",
+                             dtype="float32", batch_size=1, grad_accum=1, world_size=1, context_length=8, epochs=1,
+                             batches_per_epoch=1, total_steps=1, start_step=0, task=task, task_info=info)
+
+    instruct = TaskMode.of(started("instruct", {"template": "phi3", "mask_prompt": False}))
+    assert instruct.instruct and instruct.describe() == "instruct · phi3 template"
+    assert instruct.shown_prompt("Add 1 and 2.", "1+2") == "Add 1 and 2.\n1+2"
+    classify = TaskMode.of(started("classify", {"labels": ["ham", "spam"], "pad_id": 3}))
+    assert classify.classify and classify.labels == ("ham", "spam") and classify.describe() == "classify · ham / spam"
+    assert classify.shown_prompt("win a prize", "ignored") == "win a prize"
+    pretrain = TaskMode.of(started("pretrain", {}))
+    assert pretrain == TaskMode() and pretrain.describe() == ""
