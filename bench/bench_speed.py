@@ -2,7 +2,7 @@
 """Issue 30: GPTMini's training step against the book's, lever by lever, at the book's shapes on this CPU.
 
     python bench/bench_speed.py [--shapes A,B8,I] [--arms book,main,blocked,memory,now] [--rounds 3] [--steps 4]
-                                [--threads N] [--profile ARM] [--json FILE]
+                                [--threads N] [--isa avx2] [--profile ARM] [--json FILE]
 
 Shapes (GPT-2 BPE; the same batches for every arm):
   A   the book's GPT_CONFIG_124M: 12 layers x 768, context 256, batch 2, dropout 0.1, untied head (the-verdict)
@@ -16,7 +16,8 @@ after round, so a change in the machine's load hits all of them alike):
   main        GPTMini's model and optimizer (fused AdamW) at ``--dtype auto`` as before issue 30: the plain
               head + ``F.cross_entropy`` over the full fp32 logits, malloc's own settings
   blocked     + the head and its loss a block of rows at a time (``model/head_loss.py``)
-  memory      + freed memory kept for the next step (``train/memory.py``)
+  memory      + freed memory kept for the next step (``train/memory.py``); as in the engine, only where every
+              batch has one shape (A, B8; for I this arm is ``blocked`` again)
   now         + the math attention kernel for short bf16 training sequences (``model.gpt.attention_kernels``):
               what ``gptmini train`` does today
   compiled    ``now`` with ``torch.compile`` (the first step, compilation included, is reported apart)
@@ -25,6 +26,12 @@ A step is what the engine's step does (autocast, backward, gradient norm, optimi
 is the inner step of ``train_model_simple``. Reported per arm: the median wall time of ``--steps`` steps after two
 warm-up steps (CPU time beside it), tokens per second (input tokens, padding included), and the ratio to the book
 (median over rounds; the spread is the lowest and highest ratio of one round's pair).
+
+``--isa avx2`` runs every arm as on a CPU with AVX2 only (no AVX-512, no bf16 in hardware): PyTorch's own
+kernels (``ATEN_CPU_CAPABILITY=avx2``), oneDNN (``ONEDNN_MAX_CPU_ISA=AVX2``) and MKL
+(``MKL_ENABLE_INSTRUCTIONS=AVX2``) are held to AVX2 in the book's arm and ours alike. On such a CPU
+``--dtype auto`` trains in fp32 (``train/device.py``: no native bf16), so there the ``-fp32`` arms are the
+default. An emulation on this machine's cores, not a measurement on an AVX2-only CPU.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -118,7 +126,7 @@ def our_step(shape: dict, lever: str, dtype: str):
     level = LEVERS.index(lever)
     if level < LEVERS.index("blocked"):
         GPT.loss_from_hidden = plain_loss
-    if level >= LEVERS.index("memory"):
+    if level >= LEVERS.index("memory") and shape is not SHAPES["I"]:  # as the engine: batches of one shape only
         keep_freed_memory()
     if level < LEVERS.index("now"):
         gpt.attention_kernels = lambda q: contextlib.nullcontext()
@@ -181,13 +189,17 @@ def child(args) -> None:
 
 
 # ------------------------------------------------------------------ the side-by-side run
+ISA_LIMITS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+
+
 def run_arm(arm: str, shape: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", arm, "--shape", shape, "--steps", str(args.steps)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     if args.profile == arm:
         cmd += ["--profile", arm]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=7200)
+    env = dict(os.environ, **ISA_LIMITS.get(args.isa, {}))
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=7200, env=env)
     if out.returncode != 0:
         raise SystemExit(f"{arm} on {shape} failed:\n{out.stderr[-3000:]}")
     if args.profile == arm:
@@ -203,6 +215,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=4, help="timed steps per arm and round (after 2 warm-up steps)")
     ap.add_argument("--threads", type=int, help="torch threads in every arm (default: torch's choice)")
+    ap.add_argument("--isa", choices=sorted(ISA_LIMITS), help="run every arm as on a CPU with this instruction set only")
     ap.add_argument("--profile", metavar="ARM", help="print torch.profiler's top ops of one step of ARM")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -223,7 +236,9 @@ def main() -> int:
         return 0
     R.import_reference()
     print(f"machine: {describe_machine()}", flush=True)
-    print(f"code {R.code_version()}; {time.strftime('%Y-%m-%d %H:%M:%S')}; threads {args.threads or 'default'}",
+    limits = " ".join(f"{k}={v}" for k, v in ISA_LIMITS.get(args.isa, {}).items())
+    print(f"code {R.code_version()}; {time.strftime('%Y-%m-%d %H:%M:%S')}; threads {args.threads or 'default'}"
+          + (f"; emulated ISA {args.isa}: {limits}" if args.isa else ""),
           flush=True)
     results: dict[str, dict[str, list[dict]]] = {}
     for r in range(args.rounds):

@@ -9,7 +9,6 @@ import torch
 
 from gptmini.errors import ConfigError
 from gptmini.model.config import ModelConfig
-from gptmini.train.memory import keep_freed_memory
 
 # Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s).
 DATASHEET_BF16_PEAK = {
@@ -119,8 +118,6 @@ def choose_precision(device: torch.device, dtype: str = "auto", model: ModelConf
 
 
 def setup_backends(device: torch.device) -> None:
-    if device.type == "cpu":  # no fresh pages for the tensors every step allocates again (train/memory.py)
-        keep_freed_memory()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -9,6 +9,12 @@ serves every allocation from its heap and, with a high ``M_TRIM_THRESHOLD``, kee
 the next step: the same pages are reused, as PyTorch's caching allocator does on a GPU. The cost is the
 same as there: the process keeps its peak memory until it exits.
 
+Only for batches of one shape (pre-training windows; a classifier padded to one width): the engine asks its batch
+source (``same_shape``). With a new shape every step (instruction batches, each as long as its longest example)
+a freed block rarely fits the next request (PyTorch asks for 64-byte aligned memory, which glibc serves from a
+block somewhat larger than the size), so the heap grows instead: measured at chapter 7's shapes, 2.5 GB to
+6.5 GB of resident memory over 80 steps and still growing, against 3.0 GB steady with malloc's own settings.
+
 Only glibc (Linux) has these settings; elsewhere nothing changes.
 """
 
