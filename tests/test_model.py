@@ -138,3 +138,30 @@ def test_preset_override_field_by_field():
     with pytest.raises(ValueError, match="unknown preset"):
         preset_config("gpt5")
     assert "cpu-demo" in PRESETS and "gpt2-124m" in PRESETS
+
+
+def test_short_bf16_training_attention_takes_the_math_kernel_on_a_cpu():
+    """PyTorch's CPU flash kernel trains short bf16 sequences slower than its math path (model.gpt's note); the
+    rule picks the math path for exactly those and leaves every other case to PyTorch."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from gptmini.model.gpt import CPU_BF16_FLASH_MIN_TOKENS, attention_kernels
+
+    def q(tokens, dtype=torch.bfloat16, grad=True):
+        return torch.zeros(2, 2, tokens, 8, dtype=dtype, requires_grad=grad)
+
+    def picks(t):
+        return type(attention_kernels(t)) is type(sdpa_kernel(SDPBackend.MATH))
+
+    assert picks(q(70)) and picks(q(CPU_BF16_FLASH_MIN_TOKENS - 1))
+    assert not picks(q(CPU_BF16_FLASH_MIN_TOKENS))  # long sequences: flash is faster
+    assert not picks(q(70, torch.float32))  # fp32: flash is as fast or faster
+    assert not picks(q(70, grad=False))  # inference: flash's forward is faster
+
+    torch.manual_seed(0)
+    m = GPT(tiny(vocab_size=70)).train()
+    x, y = torch.randint(0, 70, (2, 24)), torch.randint(0, 70, (2, 24))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss = m(x, y)
+    loss.backward()  # the math path trains (a loss and gradients come out)
+    assert torch.isfinite(loss) and m.h[0].attn.c_attn.weight.grad.abs().sum() > 0

@@ -187,6 +187,7 @@ class ExampleBatches:
         self.rank = rank
         self.world_size = world_size
         self.batches_per_epoch = len(examples) // world_size // batch_size
+        self.same_shape = False  # each batch is as long as its longest example
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         order = np.random.default_rng([self.seed, int(epoch)]).permutation(len(self.examples))

@@ -6,15 +6,18 @@ so OpenAI's weights can be mapped onto this model later.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gptmini.data.batch import IGNORE_INDEX
 from gptmini.model.config import ModelConfig
+from gptmini.model.head_loss import linear_cross_entropy
 
 
 @dataclass
@@ -46,6 +49,21 @@ class KVCache:
         self.pos = 0
 
 
+# PyTorch's flash-attention kernel on a CPU trains bf16 sequences of up to this many tokens slower than its math
+# path (its backward: 1.4-2x slower at 32-128 tokens, batch 8, torch 2.13) and longer ones faster (1.1x at 256,
+# 2.8x at 1024); in fp32, and without gradients, flash is as fast or faster. bench/README.md, issue 30.
+CPU_BF16_FLASH_MIN_TOKENS = 129
+
+
+def attention_kernels(q: torch.Tensor):
+    """The attention kernels ``F.scaled_dot_product_attention`` may choose from for queries ``q``: its math
+    path alone when training on short bf16 sequences on a CPU, otherwise its own choice."""
+    if (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] < CPU_BF16_FLASH_MIN_TOKENS
+            and q.requires_grad and not torch.compiler.is_compiling()):
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -67,8 +85,9 @@ class CausalSelfAttention(nn.Module):
 
         dropout_p = self.dropout if self.training else 0.0
         if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
-                                               is_causal=attn_mask is None)
+            with attention_kernels(q):
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
+                                                   is_causal=attn_mask is None)
         else:
             start = cache.pos
             cache.k[layer][:, :, start : start + T] = k
@@ -214,24 +233,19 @@ class GPT(nn.Module):
                                    ignore_index=IGNORE_INDEX)
         V, Vp = self.config.vocab_size, self.config.padded_vocab_size
         w = self.wte.weight if self.lm_head is None else self.lm_head.weight
-        if Vp == V:
-            logits = self._with_head_lora(F.linear(x, w), x)
-        elif x.device.type == "cuda" or torch.compiler.is_compiling():
-            # Padding columns get a -inf bias, added in the matmul's epilogue (measured faster on an H200
-            # than a separate mask pass): probability 0, gradient 0, loss exactly over the real vocab.
-            # (Compiled graphs always take this path: the in-place fill below is eager-only.)
+        if x.device.type == "cpu" and not torch.compiler.is_compiling():
+            # Eager on a CPU: the head and its loss a block of rows at a time, never the full fp32 logits
+            # (model.head_loss; 1.2-2x faster than the plain path, the same loss and gradients).
+            low_rank = self.head_lora.factors(x) if self.head_lora is not None else None
+            return linear_cross_entropy(x, w, targets, V, low_rank)
+        # A GPU, or a compiled graph (which fuses the plain path itself): padding columns get a -inf bias,
+        # added in the matmul's epilogue (measured faster on an H200 than a separate mask pass): probability 0,
+        # gradient 0, the loss exactly over the real vocabulary.
+        bias = None
+        if Vp != V:
             bias = torch.zeros(Vp, device=x.device, dtype=x.dtype)
             bias = bias.masked_fill(torch.arange(Vp, device=x.device) >= V, float("-inf"))
-            logits = self._with_head_lora(F.linear(x, w, bias), x)
-        else:
-            # On the CPU the bias is a full copy of the logits before the matmul. Instead the padding
-            # columns are set to -inf in place after it (a 512 x 47 strided fill, outside autograd): their
-            # softmax probability is exactly 0, so the gradient log_softmax sends back through them is
-            # exactly 0 too -- the same math as the bias, without the copy. (Slicing the weight to V rows
-            # instead makes the matmul's output rows unaligned: measured ~1.5x slower.)
-            logits = self._with_head_lora(F.linear(x, w), x)
-            with torch.no_grad():
-                logits[..., V:] = float("-inf")
+        logits = self._with_head_lora(F.linear(x, w, bias), x)
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=IGNORE_INDEX)
 

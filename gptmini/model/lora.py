@@ -71,6 +71,10 @@ class LoRADelta(Adapter, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.delta(x)
 
+    def factors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(alpha * x A, B.T)``: the update is their product ``(alpha * x A) @ B`` (``model.head_loss``)."""
+        return self.alpha * (x @ self.lora_A[0]), self.lora_B[0].t()
+
 
 class LoRALinear(Adapter, nn.Linear):
     """An ``nn.Linear`` whose weight and bias are frozen and keep their names, plus an adapter."""

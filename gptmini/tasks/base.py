@@ -39,6 +39,7 @@ class BatchSource(Protocol):
     the seed the source was built with), so a resume mid-epoch continues with exactly the next batch."""
 
     batches_per_epoch: int
+    same_shape: bool  # every batch has one shape (a CPU run then keeps freed memory: train/memory.py)
 
     def epoch_batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]: ...
 

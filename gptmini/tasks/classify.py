@@ -59,6 +59,7 @@ class TextBatches:
         self.batch_size, self.pad_id, self.width = batch_size, pad_id, width
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.batches_per_epoch = len(ids) // world_size // batch_size
+        self.same_shape = width is not None  # else each batch is as long as its longest text
 
     def epoch_batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         order = np.random.default_rng([self.seed, int(epoch)]).permutation(len(self.ids))

@@ -35,6 +35,7 @@ class WindowBatches:
     def __init__(self, windows: Batches) -> None:
         self.windows = windows
         self.batches_per_epoch = windows.batches_per_epoch
+        self.same_shape = True
 
     def epoch_batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         for x, y in self.windows.epoch_batches(epoch, start_batch):

@@ -67,6 +67,7 @@ from gptmini.train.distributed import (
 )
 from gptmini.train.estimate import check_run_size
 from gptmini.train.meter import NonFiniteLoss, StepReporter, Throughput
+from gptmini.train.memory import keep_freed_memory
 from gptmini.train.optim import clip_gradients, lr_at, make_optimizer
 from gptmini.train.plan import RunPlan, plan_run, resume_changes, resume_config
 from gptmini.train.requests import Requests
@@ -381,6 +382,8 @@ class Trainer:
         T = model_cfg.context_length
         self.batches = self.task.prepare(T, cfg.batch_size, seed=cfg.seed, rank=self.ranks.rank,
                                          world_size=self.ranks.world_size)
+        if device.type == "cpu" and self.batches.same_shape:  # the same pages step after step (train/memory.py)
+            keep_freed_memory()
         warning = check_run_size(model_cfg, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, device=device,
                                  half_precision=self.precision.autocast_dtype is not None)
         if warning:
